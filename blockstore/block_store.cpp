@@ -1,0 +1,53 @@
+#include "blockstore/block_store.h"
+
+#include <unordered_set>
+
+namespace enclavefs {
+
+size_t CommitBatch::PutBytes() const {
+  size_t total = 0;
+  for (const auto& [key, value] : puts) total += key.size() + value.size();
+  return total;
+}
+
+Status ValidateKey(std::string_view key) {
+  if (key.empty()) return Status::InvalidArgument("empty key");
+  if (key.size() > kMaxKeySize) {
+    return Status::InvalidArgument("key of " + std::to_string(key.size()) +
+                                   " bytes exceeds " +
+                                   std::to_string(kMaxKeySize));
+  }
+  return Status::Ok();
+}
+
+Status ValidateBatch(const CommitBatch& batch) {
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(batch.puts.size() + batch.deletes.size());
+  auto check = [&](std::string_view key) -> Status {
+    EFS_RETURN_IF_ERROR(ValidateKey(key));
+    if (!seen.insert(key).second) {
+      return Status::InvalidArgument("key appears twice in one batch");
+    }
+    return Status::Ok();
+  };
+  for (const auto& [key, value] : batch.puts) {
+    EFS_RETURN_IF_ERROR(check(key));
+    if (value.size() > kMaxValueSize) {
+      return Status::InvalidArgument("value of " +
+                                     std::to_string(value.size()) +
+                                     " bytes exceeds " +
+                                     std::to_string(kMaxValueSize));
+    }
+  }
+  for (const auto& key : batch.deletes) EFS_RETURN_IF_ERROR(check(key));
+  if (batch.condition) EFS_RETURN_IF_ERROR(ValidateKey(batch.condition->key));
+  return Status::Ok();
+}
+
+Result<std::string> BlockStore::GetOne(const std::string& key) {
+  EFS_ASSIGN_OR_RETURN(GetResult got, Get(std::span<const std::string>(&key, 1)));
+  if (!got[0]) return Status::NotFound("no block under the requested key");
+  return std::move(*got[0]);
+}
+
+}  // namespace enclavefs

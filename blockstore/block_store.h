@@ -1,0 +1,100 @@
+// BlockStore: the key/value contract every storage layer of EnclaveFS speaks.
+//
+// A BlockStore is scoped to ONE volume. Keys are short opaque byte strings
+// (1..kMaxKeySize bytes); values are opaque bytes (0..kMaxValueSize, 4 KiB to
+// 1 MiB in practice). Implementations: InMemoryBlockStore, RocksDbBlockStore
+// (host side), RemoteBlockStore (client of enclavefs-host) and, in fs/, the
+// sealing decorator. Decorators own the store they wrap.
+//
+// Thread safety: every implementation is safe for concurrent calls from many
+// threads. Commits are atomic and linearizable: a concurrent Get sees all of a
+// batch or none of it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "blockstore/status.h"
+
+namespace enclavefs {
+
+inline constexpr size_t kMaxKeySize = 256;
+inline constexpr size_t kMaxValueSize = 4u << 20;  // 4 MiB
+
+// Guards a commit on the current value of one designated key.
+struct CommitCondition {
+  std::string key;
+  // The value `key` must hold for the commit to apply; nullopt means `key`
+  // must be absent.
+  std::optional<std::string> expected;
+};
+
+// An atomic set of changes. A key may appear at most once across puts and
+// deletes. Deleting an absent key is not an error.
+struct CommitBatch {
+  std::vector<std::pair<std::string, std::string>> puts;
+  std::vector<std::string> deletes;
+  std::optional<CommitCondition> condition;
+  // true: the batch is on stable storage (fsync'd) when Commit returns OK.
+  // false: it survives a crash of the host process but maybe not of the OS.
+  bool durable = false;
+
+  // Sum of key and value sizes of the puts.
+  size_t PutBytes() const;
+};
+
+struct StoreStats {
+  uint64_t used_bytes = 0;   // sum of key + value sizes of stored blocks
+  uint64_t block_count = 0;  // number of stored keys
+  uint64_t quota_bytes = 0;  // 0 means unlimited
+};
+
+struct KeyPage {
+  std::vector<std::string> keys;  // ascending byte order
+  bool more = false;              // true if keys after keys.back() exist
+};
+
+// One entry per requested key, in request order; nullopt if absent.
+using GetResult = std::vector<std::optional<std::string>>;
+
+class BlockStore {
+ public:
+  virtual ~BlockStore() = default;
+
+  // Reads `keys`. Missing keys are nullopt, not an error.
+  // Fails with InvalidArgument for an empty or oversized key, or the
+  // transport/storage error that prevented the read.
+  virtual Result<GetResult> Get(std::span<const std::string> keys) = 0;
+
+  // Applies `batch` atomically, or not at all.
+  // Fails with Conflict if batch.condition does not hold, QuotaExceeded if
+  // the volume would exceed its quota, InvalidArgument for a malformed batch
+  // (bad key or value size, duplicate key), Fenced if this holder lost its
+  // lease. On any failure nothing was applied -- except Unavailable from a
+  // remote store, which means the outcome is unknown.
+  virtual Status Commit(const CommitBatch& batch) = 0;
+
+  virtual Result<StoreStats> Stat() = 0;
+
+  // Returns up to `limit` (>= 1) keys strictly greater than `start_after`, in
+  // ascending order. Pass "" to start from the beginning.
+  virtual Result<KeyPage> ListKeys(std::string_view start_after,
+                                   size_t limit) = 0;
+
+  // Convenience: Get of a single key. NotFound if absent.
+  Result<std::string> GetOne(const std::string& key);
+};
+
+// Checks the shape rules shared by all implementations: key sizes, value
+// sizes, no key repeated. Returns InvalidArgument describing the first
+// violation.
+Status ValidateBatch(const CommitBatch& batch);
+Status ValidateKey(std::string_view key);
+
+}  // namespace enclavefs

@@ -1,0 +1,138 @@
+// The enclavefs-host wire protocol, version 1: frame and message codecs.
+//
+// docs/protocol.md is the normative description; this header is its code.
+// Every frame is a fixed 24-byte header followed by `payload_size` bytes.
+// Requests and responses share the header; a response echoes the request's
+// id and opcode and carries a StatusCode. A non-OK response's payload is a
+// UTF-8 error message. Integers are little-endian.
+//
+// Decoders take bytes from an untrusted peer: they never read out of bounds,
+// never allocate more than the input could describe, and fail with
+// ProtocolError (naming the broken rule) on any malformed input, including
+// trailing bytes. They are pure functions, safe from any thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "blockstore/block_store.h"
+#include "blockstore/status.h"
+
+namespace enclavefs::protocol {
+
+inline constexpr uint32_t kMagic = 0x31534645;  // bytes "EFS1"
+inline constexpr uint16_t kVersion = 1;
+inline constexpr size_t kFrameHeaderSize = 24;
+// Hard limits. A frame or request over a limit is a protocol error.
+inline constexpr uint32_t kMaxPayloadSize = 64u << 20;  // 64 MiB
+inline constexpr uint32_t kMaxKeysPerRequest = 65536;
+inline constexpr uint32_t kMaxInFlight = 64;  // per connection
+inline constexpr size_t kMaxVolumeNameSize = 64;
+inline constexpr size_t kMaxTokenSize = 256;
+inline constexpr size_t kMinTokenSize = 16;
+
+enum class Opcode : uint16_t {
+  kOpen = 1,
+  kGet = 2,
+  kCommit = 3,
+  kStat = 4,
+  kList = 5,
+  kPing = 6,
+  kClose = 7,
+  // Admin opcodes: accepted only on the host's local admin socket.
+  kAdminCreate = 0x101,
+  kAdminList = 0x102,
+  kAdminDelete = 0x103,
+  kAdminResize = 0x104,
+};
+
+bool IsKnownOpcode(uint16_t raw);
+bool IsAdminOpcode(uint16_t raw);
+
+struct FrameHeader {
+  uint16_t opcode = 0;  // raw, so an unknown opcode can still be answered
+  uint64_t request_id = 0;
+  StatusCode status = StatusCode::kOk;  // responses only; 0 in requests
+  uint32_t payload_size = 0;
+};
+
+std::array<char, kFrameHeaderSize> EncodeFrameHeader(const FrameHeader& h);
+// Checks magic, version, reserved bytes and payload_size <= kMaxPayloadSize.
+// Does not judge the opcode: callers answer unknown opcodes by request id.
+Result<FrameHeader> DecodeFrameHeader(std::string_view bytes);
+
+// Volume names: 1..kMaxVolumeNameSize of [A-Za-z0-9._-], not starting with
+// '.'. Returns InvalidArgument otherwise.
+Status ValidateVolumeName(std::string_view name);
+
+// ---- Messages. Encode never fails; Decode validates everything. ----
+
+struct OpenRequest {
+  std::string volume;
+  std::string token;  // kMinTokenSize..kMaxTokenSize bytes
+  bool takeover = false;
+};
+struct OpenResponse {
+  uint64_t epoch = 0;  // fencing epoch of the lease just granted
+};
+
+struct GetRequest {
+  std::vector<std::string> keys;  // 1..kMaxKeysPerRequest
+};
+struct GetResponse {
+  GetResult values;
+};
+
+struct ListRequest {
+  std::string start_after;
+  uint32_t limit = 0;  // 1..kMaxKeysPerRequest
+};
+
+struct PingMessage {
+  std::string payload;
+};
+
+struct VolumeRequest {  // admin create, delete and resize
+  std::string volume;
+  uint64_t quota_bytes = 0;  // ignored by delete
+};
+
+struct VolumeEntry {
+  std::string name;
+  uint64_t used_bytes = 0;
+  uint64_t quota_bytes = 0;
+  uint64_t block_count = 0;
+  bool held = false;
+};
+struct VolumeListResponse {
+  std::vector<VolumeEntry> volumes;
+};
+
+std::string Encode(const OpenRequest& m);
+std::string Encode(const OpenResponse& m);
+std::string Encode(const GetRequest& m);
+std::string Encode(const GetResponse& m);
+std::string Encode(const CommitBatch& m);
+std::string Encode(const StoreStats& m);
+std::string Encode(const ListRequest& m);
+std::string Encode(const KeyPage& m);
+std::string Encode(const PingMessage& m);
+std::string Encode(const VolumeRequest& m);
+std::string Encode(const VolumeListResponse& m);
+
+Result<OpenRequest> DecodeOpenRequest(std::string_view payload);
+Result<OpenResponse> DecodeOpenResponse(std::string_view payload);
+Result<GetRequest> DecodeGetRequest(std::string_view payload);
+Result<GetResponse> DecodeGetResponse(std::string_view payload);
+Result<CommitBatch> DecodeCommitRequest(std::string_view payload);
+Result<StoreStats> DecodeStatResponse(std::string_view payload);
+Result<ListRequest> DecodeListRequest(std::string_view payload);
+Result<KeyPage> DecodeListResponse(std::string_view payload);
+Result<PingMessage> DecodePing(std::string_view payload);
+Result<VolumeRequest> DecodeVolumeRequest(std::string_view payload);
+Result<VolumeListResponse> DecodeVolumeListResponse(std::string_view payload);
+
+}  // namespace enclavefs::protocol

@@ -1,0 +1,102 @@
+// RocksDbVolumes: one RocksDB database holding many named volumes, and
+// RocksDbBlockStore, the BlockStore view of one of them.
+//
+// Each volume has a quota, usage counters, an optional access-token hash and
+// a fencing epoch, kept in a volume record. Blocks of all volumes share one
+// column family, prefixed by the volume's never-reused numeric id. The
+// tuning (no compression, integrated BlobDB, WAL fsync only for durable
+// commits) is explained in docs/storage.md.
+//
+// Thread safety: all methods are safe to call concurrently. Commits to one
+// volume are serialized by a per-volume mutex (it makes the quota and
+// condition checks exact); commits to different volumes run in parallel and
+// their WAL syncs group in RocksDB's write thread.
+//
+// Ownership: RocksDbBlockStore objects borrow their RocksDbVolumes, which
+// must outlive them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blockstore/block_store.h"
+
+namespace enclavefs {
+
+struct VolumeInfo {
+  std::string name;
+  uint64_t id = 0;
+  uint64_t quota_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t block_count = 0;
+  bool token_bound = false;
+  uint64_t epoch = 0;  // bumped by every Claim
+};
+
+class RocksDbBlockStore;
+
+class RocksDbVolumes {
+ public:
+  // Opens or creates the database in `dir`. IOError if another process holds
+  // it ("store is in use by another process").
+  static Result<std::unique_ptr<RocksDbVolumes>> Open(const std::string& dir);
+  ~RocksDbVolumes();  // flushes and closes the database
+
+  // AlreadyExists if present; InvalidArgument for a bad name or zero quota.
+  Status CreateVolume(const std::string& name, uint64_t quota_bytes);
+  // Removes the volume and all its blocks. NotFound if absent.
+  Status DeleteVolume(const std::string& name);
+  // NotFound if absent; InvalidArgument if quota_bytes is zero.
+  // Shrinking below current usage is allowed: later commits that grow the
+  // volume fail with QuotaExceeded until usage drops.
+  Status ResizeVolume(const std::string& name, uint64_t quota_bytes);
+  Result<VolumeInfo> GetVolume(const std::string& name);
+  Result<std::vector<VolumeInfo>> ListVolumes();  // sorted by name
+
+  // OK if `token` matches the bound token hash or none is bound yet.
+  // PermissionDenied otherwise; NotFound if the volume does not exist.
+  Status VerifyToken(const std::string& name, const std::string& token);
+  // Verifies `token` (binding its hash if none is bound yet), increments the
+  // volume's epoch durably and returns the new epoch. Every commit made
+  // through a store opened with an older epoch then fails with Fenced.
+  Result<uint64_t> Claim(const std::string& name, const std::string& token);
+
+  // A store for volume `name`. With `epoch`, each commit first checks that
+  // the volume's epoch still equals it (else Fenced). NotFound if absent.
+  Result<std::unique_ptr<RocksDbBlockStore>> OpenVolume(
+      const std::string& name, std::optional<uint64_t> epoch = std::nullopt);
+
+  // Fsyncs the WAL: everything committed so far becomes durable.
+  Status SyncWal();
+
+ private:
+  friend class RocksDbBlockStore;
+  struct Impl;
+  explicit RocksDbVolumes(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+class RocksDbBlockStore : public BlockStore {
+ public:
+  ~RocksDbBlockStore() override;
+  Result<GetResult> Get(std::span<const std::string> keys) override;
+  // Also fails with NotFound if the volume was deleted, Fenced as above.
+  Status Commit(const CommitBatch& batch) override;
+  Result<StoreStats> Stat() override;
+  Result<KeyPage> ListKeys(std::string_view start_after,
+                           size_t limit) override;
+
+ private:
+  friend class RocksDbVolumes;
+  RocksDbBlockStore(RocksDbVolumes::Impl* db, std::string name, uint64_t id,
+                    std::optional<uint64_t> epoch);
+  RocksDbVolumes::Impl* db_;
+  std::string name_;
+  uint64_t id_;
+  std::optional<uint64_t> epoch_;
+};
+
+}  // namespace enclavefs
