@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds EnclaveFS and runs every test:
+#   1. the release build and its full CTest suite (unit, integration, e2e);
+#   2. an AddressSanitizer + UBSan build of the unit tests;
+#   3. the protocol decoder fuzzer for a bounded time (FUZZ_SECONDS, default 60).
+# Ends with CTest's summary line of the full suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "ASan+UBSan build of the unit tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+  -DENCLAVEFS_SANITIZE=ON -DENCLAVEFS_BENCH=OFF >/dev/null
+ninja -C build-asan -j"$JOBS" blockstore_tests fs_tests
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan -L unit -j"$JOBS" --output-on-failure \
+  --timeout 300
+
+step "fuzzing the protocol decoders for ${FUZZ_SECONDS}s"
+CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DENCLAVEFS_FUZZ=ON -DENCLAVEFS_BENCH=OFF >/dev/null
+ninja -C build-fuzz -j"$JOBS" protocol_fuzzer
+mkdir -p build-fuzz/corpus
+if ! build-fuzz/tests/blockstore/protocol_fuzzer -max_total_time="$FUZZ_SECONDS" \
+  -max_len=4096 build-fuzz/corpus >build-fuzz/fuzz.log 2>&1; then
+  tail -n 60 build-fuzz/fuzz.log
+  echo "fuzzer found a failure; see build-fuzz/fuzz.log" >&2
+  exit 1
+fi
+grep -E "^#[0-9]+ +DONE" build-fuzz/fuzz.log || tail -n 2 build-fuzz/fuzz.log
+
+step "release build"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build -j"$JOBS"
+
+step "full test suite"
+ctest --test-dir build -j"$JOBS" --output-on-failure --timeout 600
