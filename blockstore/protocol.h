@@ -42,12 +42,18 @@ enum class Opcode : uint16_t {
   kList = 5,
   kPing = 6,
   kClose = 7,
+  // Reads kPublicHeaderKey of a volume without a lease or token: the
+  // enclave needs the (sealed) volume header to derive its access token.
+  kReadHeader = 8,
   // Admin opcodes: accepted only on the host's local admin socket.
   kAdminCreate = 0x101,
   kAdminList = 0x102,
   kAdminDelete = 0x103,
   kAdminResize = 0x104,
 };
+
+// The one key of every volume that kReadHeader may read without a token.
+inline constexpr std::string_view kPublicHeaderKey = "header";
 
 bool IsKnownOpcode(uint16_t raw);
 bool IsAdminOpcode(uint16_t raw);
@@ -60,8 +66,10 @@ struct FrameHeader {
 };
 
 std::array<char, kFrameHeaderSize> EncodeFrameHeader(const FrameHeader& h);
-// Checks magic, version, reserved bytes and payload_size <= kMaxPayloadSize.
-// Does not judge the opcode: callers answer unknown opcodes by request id.
+// `bytes` must be exactly kFrameHeaderSize long. Checks magic, version,
+// status (a known StatusCode), reserved bytes and payload_size <=
+// kMaxPayloadSize; ProtocolError naming the field otherwise. Does not judge
+// the opcode: callers answer unknown opcodes by request id.
 Result<FrameHeader> DecodeFrameHeader(std::string_view bytes);
 
 // Volume names: 1..kMaxVolumeNameSize of [A-Za-z0-9._-], not starting with
@@ -74,30 +82,39 @@ struct OpenRequest {
   std::string volume;
   std::string token;  // kMinTokenSize..kMaxTokenSize bytes
   bool takeover = false;
+  bool operator==(const OpenRequest&) const = default;
 };
 struct OpenResponse {
   uint64_t epoch = 0;  // fencing epoch of the lease just granted
+  bool operator==(const OpenResponse&) const = default;
 };
 
 struct GetRequest {
   std::vector<std::string> keys;  // 1..kMaxKeysPerRequest
+  bool operator==(const GetRequest&) const = default;
 };
 struct GetResponse {
   GetResult values;
+  bool operator==(const GetResponse&) const = default;
 };
 
 struct ListRequest {
   std::string start_after;
   uint32_t limit = 0;  // 1..kMaxKeysPerRequest
+  bool operator==(const ListRequest&) const = default;
 };
 
 struct PingMessage {
   std::string payload;
+  bool operator==(const PingMessage&) const = default;
 };
 
-struct VolumeRequest {  // admin create, delete and resize
+// Admin create, delete and resize; kReadHeader (quota ignored: 0). A
+// kReadHeader response is a GetResponse with one value.
+struct VolumeRequest {
   std::string volume;
   uint64_t quota_bytes = 0;  // ignored by delete
+  bool operator==(const VolumeRequest&) const = default;
 };
 
 struct VolumeEntry {
@@ -106,9 +123,11 @@ struct VolumeEntry {
   uint64_t quota_bytes = 0;
   uint64_t block_count = 0;
   bool held = false;
+  bool operator==(const VolumeEntry&) const = default;
 };
 struct VolumeListResponse {
   std::vector<VolumeEntry> volumes;
+  bool operator==(const VolumeListResponse&) const = default;
 };
 
 std::string Encode(const OpenRequest& m);

@@ -1,1 +1,395 @@
-// placeholder: being written
+#include "blockstore/remote_block_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <future>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace enclavefs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A Get response carries up to kGetChunkKeys values of at most kMaxValueSize
+// each; the slack covers the per-value and fixed encoding overhead.
+constexpr size_t kGetResponseSlack = 64 * 1024;
+constexpr size_t kGetChunkKeys = std::min<size_t>(
+    {16, protocol::kMaxKeysPerRequest,
+     (protocol::kMaxPayloadSize - kGetResponseSlack) / kMaxValueSize});
+static_assert(kGetChunkKeys >= 1);
+
+// The last reconnect attempt before the deadline still gets this long.
+constexpr std::chrono::milliseconds kMinAttemptTimeout{100};
+
+// True if `status` (from a call on `client`) means the session is gone and
+// a reconnect may help. Errors the host answered with are final.
+bool NeedsReconnect(const Status& status, RpcClient& client) {
+  if (status.code() == StatusCode::kShuttingDown) {
+    client.Shutdown();  // the host is going away; do not wait for it
+    return true;
+  }
+  return status.code() == StatusCode::kUnavailable && client.broken();
+}
+
+// Busy is transient while the host drains our previous connection.
+bool IsRetryableOpenError(const Status& status) {
+  return status.code() == StatusCode::kUnavailable ||
+         status.code() == StatusCode::kBusy ||
+         status.code() == StatusCode::kShuttingDown;
+}
+
+struct OpenedSession {
+  std::shared_ptr<RpcClient> client;
+  uint64_t epoch = 0;
+};
+
+Result<std::unique_ptr<RpcClient>> ConnectClient(
+    const Address& address, std::chrono::milliseconds timeout) {
+  Result<std::unique_ptr<Connection>> conn = Connect(address, timeout);
+  if (!conn.ok()) {
+    return Status::Unavailable("cannot reach host at " + address.ToString() +
+                               ": " + conn.status().message());
+  }
+  return std::make_unique<RpcClient>(std::move(conn).value());
+}
+
+std::chrono::milliseconds RemainingUntil(Clock::time_point deadline) {
+  return std::max(
+      std::chrono::milliseconds(1),
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()));
+}
+
+// A handshake call: a host that accepts but never answers (e.g. one that is
+// shutting down) must not hang the caller, so give up after `timeout`.
+Result<std::string> CallWithin(RpcClient& client, protocol::Opcode op,
+                               std::string_view payload,
+                               std::chrono::milliseconds timeout) {
+  std::future<Result<std::string>> reply = client.CallAsync(op, payload);
+  if (reply.wait_for(timeout) != std::future_status::ready) {
+    client.Shutdown();
+    return Status::Unavailable("host at " + client.peer() +
+                               " did not answer within " +
+                               std::to_string(timeout.count()) + " ms");
+  }
+  return reply.get();
+}
+
+// Connects and sends OPEN, all within `timeout`.
+Result<OpenedSession> OpenSession(const RemoteOptions& options, bool takeover,
+                                  std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  EFS_ASSIGN_OR_RETURN(std::shared_ptr<RpcClient> client,
+                       ConnectClient(options.address, timeout));
+  protocol::OpenRequest request{options.volume, options.token, takeover};
+  Result<std::string> reply =
+      CallWithin(*client, protocol::Opcode::kOpen, protocol::Encode(request),
+                 RemainingUntil(deadline));
+  const std::string context = "cannot open volume '" + options.volume +
+                              "' at " + options.address.ToString();
+  if (!reply.ok()) {
+    Status status = reply.status();
+    switch (status.code()) {
+      case StatusCode::kBusy:
+        return Status::Busy(context +
+                            ": it is held by another client (takeover would "
+                            "fence that client)");
+      case StatusCode::kPermissionDenied:
+        return Status::PermissionDenied(context + ": wrong access token");
+      case StatusCode::kNotFound:
+        return Status::NotFound(context + ": no such volume");
+      default:
+        return status.WithContext(context);
+    }
+  }
+  EFS_ASSIGN_OR_RETURN(protocol::OpenResponse opened,
+                       protocol::DecodeOpenResponse(*reply));
+  return OpenedSession{std::move(client), opened.epoch};
+}
+
+Result<GetResult> DecodeValues(const Result<std::string>& reply,
+                               size_t expected_count) {
+  if (!reply.ok()) return reply.status();
+  EFS_ASSIGN_OR_RETURN(protocol::GetResponse response,
+                       protocol::DecodeGetResponse(*reply));
+  if (response.values.size() != expected_count) {
+    return Status::ProtocolError(
+        "host answered " + std::to_string(response.values.size()) +
+        " values for " + std::to_string(expected_count) + " keys");
+  }
+  return std::move(response.values);
+}
+
+}  // namespace
+
+RemoteBlockStore::RemoteBlockStore(RemoteOptions options)
+    : options_(std::move(options)) {}
+
+RemoteBlockStore::~RemoteBlockStore() = default;
+
+Result<std::unique_ptr<RemoteBlockStore>> RemoteBlockStore::Open(
+    RemoteOptions options) {
+  EFS_RETURN_IF_ERROR(protocol::ValidateVolumeName(options.volume));
+  EFS_ASSIGN_OR_RETURN(
+      OpenedSession opened,
+      OpenSession(options, options.takeover, options.connect_timeout));
+  std::unique_ptr<RemoteBlockStore> store(
+      new RemoteBlockStore(std::move(options)));
+  store->session_ = Session{std::move(opened.client), 1};
+  store->epoch_ = opened.epoch;
+  spdlog::info("opened volume '{}' at {} (epoch {})", store->options_.volume,
+               store->options_.address.ToString(), opened.epoch);
+  return store;
+}
+
+uint64_t RemoteBlockStore::epoch() const {
+  std::lock_guard lock(mu_);
+  return epoch_;
+}
+
+Result<RemoteBlockStore::Session> RemoteBlockStore::CurrentSession() const {
+  std::lock_guard lock(mu_);
+  if (!dead_.ok()) return dead_;
+  return session_;
+}
+
+Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
+                                   Clock::time_point deadline) {
+  std::lock_guard reconnecting(reconnect_mu_);
+  uint64_t old_epoch;
+  {
+    std::lock_guard lock(mu_);
+    if (!dead_.ok()) return dead_;
+    if (session_.generation != failed_generation) return Status::Ok();
+    old_epoch = epoch_;
+  }
+  const std::string where =
+      "volume '" + options_.volume + "' at " + options_.address.ToString();
+  std::chrono::milliseconds backoff = options_.initial_backoff;
+  Status last;
+  for (int attempt = 1;; ++attempt) {
+    Result<OpenedSession> opened = OpenSession(
+        options_, /*takeover=*/false,
+        std::min(options_.connect_timeout,
+                 std::max(RemainingUntil(deadline), kMinAttemptTimeout)));
+    if (opened.ok()) {
+      std::lock_guard lock(mu_);
+      if (opened->epoch != old_epoch + 1) {
+        // Someone else held the volume since we lost the connection; our
+        // view of it is stale. Dropping `opened` releases the lease again.
+        dead_ =
+            Status::Fenced(where + " was claimed by another client (epoch " +
+                           std::to_string(old_epoch) + " -> " +
+                           std::to_string(opened->epoch) + ")");
+        spdlog::warn("reconnect: {}", dead_.message());
+        return dead_;
+      }
+      session_ = Session{std::move(opened->client), failed_generation + 1};
+      epoch_ = opened->epoch;
+      spdlog::info("reconnected to {} on attempt {} (epoch {})", where, attempt,
+                   epoch_);
+      return Status::Ok();
+    }
+    last = opened.status();
+    if (!IsRetryableOpenError(last)) {
+      spdlog::warn("reconnect to {} failed: {}", where, last.ToString());
+      return last;
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) break;
+    const auto pause = std::min<Clock::duration>(backoff, deadline - now);
+    spdlog::warn(
+        "reconnect attempt {} to {} failed: {}; retrying in {} ms", attempt,
+        where, last.ToString(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(pause).count());
+    std::this_thread::sleep_for(pause);
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+  spdlog::warn("giving up reconnecting to {}: {}", where, last.ToString());
+  return Status::Unavailable(
+      "cannot reconnect to " + where + " within " +
+      std::to_string(options_.reconnect_deadline.count()) +
+      " ms: " + last.ToString());
+}
+
+template <typename T, typename Fn>
+Result<T> RemoteBlockStore::WithRetry(Fn call) {
+  std::optional<Clock::time_point> deadline;
+  while (true) {
+    EFS_ASSIGN_OR_RETURN(Session session, CurrentSession());
+    Result<T> result = call(*session.client);
+    if (result.ok() || !NeedsReconnect(result.status(), *session.client)) {
+      return result;
+    }
+    if (!deadline) deadline = Clock::now() + options_.reconnect_deadline;
+    EFS_RETURN_IF_ERROR(Reconnect(session.generation, *deadline));
+  }
+}
+
+Result<GetResult> RemoteBlockStore::GetOnce(RpcClient& client,
+                                            std::span<const std::string> keys) {
+  // All chunks go out before the first reply is awaited: that is the
+  // pipelining. CallAsync blocks only when kMaxInFlight are outstanding.
+  std::vector<std::future<Result<std::string>>> replies;
+  replies.reserve((keys.size() + kGetChunkKeys - 1) / kGetChunkKeys);
+  for (size_t begin = 0; begin < keys.size(); begin += kGetChunkKeys) {
+    const size_t end = std::min(keys.size(), begin + kGetChunkKeys);
+    protocol::GetRequest request;
+    request.keys.assign(keys.begin() + begin, keys.begin() + end);
+    replies.push_back(
+        client.CallAsync(protocol::Opcode::kGet, protocol::Encode(request)));
+  }
+  GetResult out;
+  out.reserve(keys.size());
+  Status first_error;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    const size_t count =
+        std::min(kGetChunkKeys, keys.size() - i * kGetChunkKeys);
+    Result<GetResult> values = DecodeValues(replies[i].get(), count);
+    if (!values.ok()) {
+      if (first_error.ok()) first_error = values.status();
+      continue;
+    }
+    for (auto& value : *values) out.push_back(std::move(value));
+  }
+  if (!first_error.ok()) return first_error;
+  return out;
+}
+
+Result<GetResult> RemoteBlockStore::Get(std::span<const std::string> keys) {
+  for (const auto& key : keys) EFS_RETURN_IF_ERROR(ValidateKey(key));
+  if (keys.empty()) return GetResult{};
+  return WithRetry<GetResult>(
+      [&](RpcClient& client) { return GetOnce(client, keys); });
+}
+
+Result<bool> RemoteBlockStore::WasApplied(const CommitBatch& batch) {
+  if (!batch.condition) return false;
+  const CommitCondition& condition = *batch.condition;
+  std::optional<std::optional<std::string>> new_value;
+  for (const auto& [key, value] : batch.puts) {
+    if (key == condition.key) new_value.emplace(value);
+  }
+  for (const auto& key : batch.deletes) {
+    if (key == condition.key) new_value.emplace(std::nullopt);
+  }
+  // A batch that leaves its condition key alone still meets the condition
+  // after being applied, so resending it is harmless.
+  if (!new_value) return false;
+  const std::string keys[] = {condition.key};
+  EFS_ASSIGN_OR_RETURN(GetResult current, Get(keys));
+  // Checked first: if the new value equals the expected one, resending is
+  // the idempotent choice.
+  if (current[0] == condition.expected) return false;
+  if (current[0] == *new_value) return true;
+  return Status::Conflict(
+      "condition key changed while the connection to the host was down");
+}
+
+Status RemoteBlockStore::Commit(const CommitBatch& batch) {
+  EFS_RETURN_IF_ERROR(ValidateBatch(batch));
+  const std::string payload = protocol::Encode(batch);
+  if (payload.size() > protocol::kMaxPayloadSize) {
+    return Status::InvalidArgument("batch encodes to " +
+                                   std::to_string(payload.size()) +
+                                   " bytes, over the protocol limit of " +
+                                   std::to_string(protocol::kMaxPayloadSize));
+  }
+  std::lock_guard serialized(commit_mu_);
+  std::optional<Clock::time_point> deadline;
+  bool outcome_unknown = false;
+  while (true) {
+    if (outcome_unknown) {
+      EFS_ASSIGN_OR_RETURN(bool applied, WasApplied(batch));
+      if (applied) {
+        spdlog::info("commit whose reply was lost had been applied");
+        return Status::Ok();
+      }
+    }
+    EFS_ASSIGN_OR_RETURN(Session session, CurrentSession());
+    Result<std::string> reply =
+        session.client->Call(protocol::Opcode::kCommit, payload);
+    if (reply.ok()) return Status::Ok();
+    if (!NeedsReconnect(reply.status(), *session.client)) {
+      return reply.status();
+    }
+    // ShuttingDown is an answer: that attempt was not applied. A broken
+    // connection leaves it open whether the host applied it.
+    if (reply.status().code() != StatusCode::kShuttingDown) {
+      outcome_unknown = true;
+    }
+    if (!deadline) deadline = Clock::now() + options_.reconnect_deadline;
+    EFS_RETURN_IF_ERROR(Reconnect(session.generation, *deadline));
+  }
+}
+
+Result<StoreStats> RemoteBlockStore::Stat() {
+  return WithRetry<StoreStats>([](RpcClient& client) -> Result<StoreStats> {
+    EFS_ASSIGN_OR_RETURN(std::string reply,
+                         client.Call(protocol::Opcode::kStat, {}));
+    return protocol::DecodeStatResponse(reply);
+  });
+}
+
+Result<KeyPage> RemoteBlockStore::ListKeys(std::string_view start_after,
+                                           size_t limit) {
+  if (limit == 0) return Status::InvalidArgument("list limit must be >= 1");
+  protocol::ListRequest request;
+  request.start_after = std::string(start_after);
+  request.limit = static_cast<uint32_t>(
+      std::min<size_t>(limit, protocol::kMaxKeysPerRequest));
+  const std::string payload = protocol::Encode(request);
+  return WithRetry<KeyPage>([&](RpcClient& client) -> Result<KeyPage> {
+    EFS_ASSIGN_OR_RETURN(std::string reply,
+                         client.Call(protocol::Opcode::kList, payload));
+    return protocol::DecodeListResponse(reply);
+  });
+}
+
+Status RemoteBlockStore::Ping() {
+  const std::string payload = protocol::Encode(protocol::PingMessage{"ping"});
+  return WithRetry<bool>([&](RpcClient& client) -> Result<bool> {
+           EFS_ASSIGN_OR_RETURN(std::string reply,
+                                client.Call(protocol::Opcode::kPing, payload));
+           EFS_ASSIGN_OR_RETURN(protocol::PingMessage echo,
+                                protocol::DecodePing(reply));
+           if (echo.payload != "ping") {
+             return Status::ProtocolError("ping answered with other bytes");
+           }
+           return true;
+         })
+      .status();
+}
+
+Status RemoteBlockStore::Close() {
+  std::lock_guard serialized(commit_mu_);  // let a running commit finish
+  Session session;
+  {
+    std::lock_guard lock(mu_);
+    if (!dead_.ok()) return Status::Ok();
+    session = std::move(session_);
+    dead_ = Status::Unavailable("volume '" + options_.volume + "' was closed");
+  }
+  Result<std::string> reply =
+      session.client->Call(protocol::Opcode::kClose, {});
+  // A dropped connection has released the lease just as well.
+  if (!reply.ok() && !session.client->broken()) return reply.status();
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> ReadPublicHeader(
+    const Address& address, const std::string& volume,
+    std::chrono::milliseconds timeout) {
+  EFS_RETURN_IF_ERROR(protocol::ValidateVolumeName(volume));
+  EFS_ASSIGN_OR_RETURN(std::unique_ptr<RpcClient> client,
+                       ConnectClient(address, timeout));
+  Result<std::string> reply =
+      CallWithin(*client, protocol::Opcode::kReadHeader,
+                 protocol::Encode(protocol::VolumeRequest{volume, 0}), timeout);
+  EFS_ASSIGN_OR_RETURN(GetResult values, DecodeValues(reply, 1));
+  return std::move(values[0]);
+}
+
+}  // namespace enclavefs

@@ -1,1 +1,587 @@
-// placeholder: being written
+#include "blockstore/rocksdb_volumes.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <string_view>
+#include <utility>
+
+#include "blockstore/protocol.h"
+
+namespace enclavefs {
+namespace {
+
+constexpr char kBlocksCf[] = "blocks";
+constexpr char kIndexCf[] = "index";
+constexpr std::string_view kVolumePrefix = "volume/";
+// The first key after every "volume/..." key ('0' follows '/').
+constexpr std::string_view kVolumePrefixEnd = "volume0";
+constexpr std::string_view kNextVolumeIdKey = "next_volume_id";
+constexpr uint8_t kRecordVersion = 1;
+constexpr size_t kTokenHashSize = crypto_generichash_BYTES;  // 32
+static_assert(kTokenHashSize == 32);
+
+// Persistent state of one volume, stored under "volume/<name>".
+struct VolumeRecord {
+  uint64_t id = 0;
+  uint64_t quota = 0;
+  uint64_t used = 0;
+  uint64_t blocks = 0;
+  uint64_t epoch = 0;
+  std::string token_hash;  // empty (unbound) or kTokenHashSize bytes
+};
+
+void AppendFixed64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint64_t ReadFixed64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+void AppendFixed32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint32_t ReadFixed32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+// Layout: version u8 | id | quota | used | blocks | epoch (u64 LE each) |
+// hash length u8 | hash.
+std::string EncodeRecord(const VolumeRecord& r) {
+  std::string out;
+  out.push_back(static_cast<char>(kRecordVersion));
+  for (uint64_t v : {r.id, r.quota, r.used, r.blocks, r.epoch}) {
+    AppendFixed64(&out, v);
+  }
+  out.push_back(static_cast<char>(r.token_hash.size()));
+  out += r.token_hash;
+  return out;
+}
+
+Result<VolumeRecord> DecodeRecord(std::string_view in) {
+  constexpr size_t kFixedSize = 1 + 5 * 8 + 1;
+  if (in.size() < kFixedSize || static_cast<uint8_t>(in[0]) != kRecordVersion) {
+    return Status::Corruption("volume record has a bad size or version");
+  }
+  VolumeRecord r;
+  const char* p = in.data() + 1;
+  for (uint64_t* field : {&r.id, &r.quota, &r.used, &r.blocks, &r.epoch}) {
+    *field = ReadFixed64(p);
+    p += 8;
+  }
+  const size_t hash_size = static_cast<uint8_t>(*p);
+  if ((hash_size != 0 && hash_size != kTokenHashSize) ||
+      in.size() != kFixedSize + hash_size) {
+    return Status::Corruption("volume record has a bad token hash");
+  }
+  r.token_hash.assign(in.substr(kFixedSize));
+  return r;
+}
+
+std::string VolumeKey(std::string_view name) {
+  std::string key(kVolumePrefix);
+  key += name;
+  return key;
+}
+
+// Big-endian so that all keys of one volume are contiguous and sorted.
+std::string VolumePrefix(uint64_t id) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(id >> (8 * (7 - i)));
+  return out;
+}
+
+std::string BlockKey(uint64_t id, std::string_view key) {
+  std::string out = VolumePrefix(id);
+  out += key;
+  return out;
+}
+
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::Ok();
+  std::string message = std::string(what) + ": " + s.ToString();
+  if (s.IsNotFound()) return Status::NotFound(std::move(message));
+  if (s.IsCorruption()) return Status::Corruption(std::move(message));
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(std::move(message));
+  if (s.IsShutdownInProgress()) {
+    return Status::ShuttingDown(std::move(message));
+  }
+  if (s.IsNoSpace()) return Status::ResourceExhausted(std::move(message));
+  return Status::IOError(std::move(message));
+}
+
+std::string TokenHash(std::string_view token) {
+  std::string hash(kTokenHashSize, '\0');
+  crypto_generichash(reinterpret_cast<unsigned char*>(hash.data()), hash.size(),
+                     reinterpret_cast<const unsigned char*>(token.data()),
+                     token.size(), nullptr, 0);
+  return hash;
+}
+
+// OK if no token is bound or `token` hashes to the bound hash.
+Status CheckToken(const VolumeRecord& record, std::string_view token) {
+  if (record.token_hash.empty()) return Status::Ok();
+  const std::string hash = TokenHash(token);
+  if (sodium_memcmp(hash.data(), record.token_hash.data(), hash.size()) != 0) {
+    return Status::PermissionDenied("wrong access token for volume");
+  }
+  return Status::Ok();
+}
+
+VolumeInfo ToInfo(std::string name, const VolumeRecord& r) {
+  return VolumeInfo{std::move(name),       r.id,   r.quota, r.used, r.blocks,
+                    !r.token_hash.empty(), r.epoch};
+}
+
+rocksdb::ColumnFamilyOptions SmallCfOptions(
+    const std::shared_ptr<rocksdb::Cache>& cache, size_t write_buffer_size) {
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions cf;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.compression = rocksdb::kNoCompression;
+  cf.bottommost_compression = rocksdb::kNoCompression;
+  cf.write_buffer_size = write_buffer_size;
+  return cf;
+}
+
+rocksdb::ColumnFamilyOptions BlocksCfOptions(
+    const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions cf = SmallCfOptions(cache, 64 << 20);
+  cf.enable_blob_files = true;
+  cf.min_blob_size = 2048;
+  cf.blob_file_size = 256 << 20;
+  cf.blob_compression_type = rocksdb::kNoCompression;
+  cf.enable_blob_garbage_collection = true;
+  cf.blob_garbage_collection_age_cutoff = 0.25;
+  return cf;
+}
+
+}  // namespace
+
+struct RocksDbVolumes::Impl {
+  std::string dir;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // destroyed in ~Impl
+  rocksdb::ColumnFamilyHandle* meta = nullptr;
+  rocksdb::ColumnFamilyHandle* blocks = nullptr;
+  rocksdb::ColumnFamilyHandle* index = nullptr;
+
+  // Serializes CreateVolume and DeleteVolume (name -> id binding and the
+  // id counter).
+  std::mutex admin_mu;
+  std::mutex map_mu;
+  std::map<uint64_t, std::shared_ptr<std::mutex>>
+      volume_mu;  // GUARDED_BY(map_mu)
+
+  ~Impl() {
+    if (!db) return;
+    // Makes non-durable commits durable too on a clean shutdown.
+    if (auto s = db->FlushWAL(/*sync=*/true); !s.ok()) {
+      spdlog::error("store {}: final WAL sync failed: {}", dir, s.ToString());
+    }
+    for (auto* handle : handles) {
+      (void)db->DestroyColumnFamilyHandle(handle);
+    }
+    if (auto s = db->Close(); !s.ok()) {
+      spdlog::error("store {}: close failed: {}", dir, s.ToString());
+    }
+  }
+
+  std::shared_ptr<std::mutex> VolumeMutex(uint64_t id) {
+    std::lock_guard lock(map_mu);
+    auto& mu = volume_mu[id];
+    if (!mu) mu = std::make_shared<std::mutex>();
+    return mu;
+  }
+
+  Status Write(rocksdb::WriteBatch* batch, bool sync) {
+    rocksdb::WriteOptions options;
+    options.sync = sync;
+    return FromRocks(db->Write(options, batch), "write");
+  }
+
+  // nullopt if no volume is named `name`.
+  Result<std::optional<VolumeRecord>> ReadRecord(std::string_view name) {
+    std::string raw;
+    auto s = db->Get(rocksdb::ReadOptions(), meta, VolumeKey(name), &raw);
+    if (s.IsNotFound()) return std::optional<VolumeRecord>();
+    EFS_RETURN_IF_ERROR(FromRocks(s, "read volume record"));
+    EFS_ASSIGN_OR_RETURN(VolumeRecord record, DecodeRecord(raw));
+    return std::optional<VolumeRecord>(std::move(record));
+  }
+
+  // The record of `name` if it still names volume `id`.
+  Result<VolumeRecord> ReadLiveRecord(std::string_view name, uint64_t id) {
+    EFS_ASSIGN_OR_RETURN(std::optional<VolumeRecord> record, ReadRecord(name));
+    if (!record || record->id != id) {
+      return Status::NotFound("volume deleted");
+    }
+    return std::move(*record);
+  }
+
+  Result<VolumeRecord> ReadExistingRecord(std::string_view name) {
+    EFS_ASSIGN_OR_RETURN(std::optional<VolumeRecord> record, ReadRecord(name));
+    if (!record)
+      return Status::NotFound("no volume named " + std::string(name));
+    return std::move(*record);
+  }
+
+  // Runs fn(record) holding the mutex of volume `name`, with a record read
+  // under that mutex. Returns NotFound if the volume does not exist.
+  template <typename Fn>
+  auto WithVolumeLocked(std::string_view name, Fn&& fn)
+      -> decltype(fn(std::declval<VolumeRecord&>())) {
+    for (;;) {
+      EFS_ASSIGN_OR_RETURN(VolumeRecord unlocked, ReadExistingRecord(name));
+      auto mu = VolumeMutex(unlocked.id);
+      std::lock_guard lock(*mu);
+      EFS_ASSIGN_OR_RETURN(VolumeRecord record, ReadExistingRecord(name));
+      // Deleted and re-created between the two reads: lock the new id.
+      if (record.id == unlocked.id) return fn(record);
+    }
+  }
+
+  Status PutRecord(std::string_view name, const VolumeRecord& record) {
+    rocksdb::WriteBatch batch;
+    EFS_RETURN_IF_ERROR(FromRocks(
+        batch.Put(meta, VolumeKey(name), EncodeRecord(record)), "batch"));
+    return Write(&batch, /*sync=*/true);
+  }
+
+  // Sizes of the values under `keys` (already volume-prefixed), read from
+  // the index so that large blob values are never touched.
+  Result<std::vector<std::optional<uint32_t>>> ReadSizes(
+      const std::vector<std::string>& keys) {
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db->MultiGet(rocksdb::ReadOptions(), index, keys.size(), slices.data(),
+                 values.data(), statuses.data());
+    std::vector<std::optional<uint32_t>> sizes(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].IsNotFound()) continue;
+      EFS_RETURN_IF_ERROR(FromRocks(statuses[i], "read index"));
+      if (values[i].size() != 4) return Status::Corruption("bad index entry");
+      sizes[i] = ReadFixed32(values[i].data());
+    }
+    return sizes;
+  }
+
+  Status CheckCondition(uint64_t id, const CommitCondition& condition) {
+    std::string current;
+    auto s = db->Get(rocksdb::ReadOptions(), blocks,
+                     BlockKey(id, condition.key), &current);
+    if (!s.IsNotFound()) EFS_RETURN_IF_ERROR(FromRocks(s, "read condition"));
+    const bool present = s.ok();
+    if (present != condition.expected.has_value() ||
+        (present && current != *condition.expected)) {
+      return Status::Conflict("condition key does not hold the expected value");
+    }
+    return Status::Ok();
+  }
+};
+
+RocksDbVolumes::RocksDbVolumes(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)) {}
+
+RocksDbVolumes::~RocksDbVolumes() = default;
+
+Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
+    const std::string& dir) {
+  if (sodium_init() < 0) return Status::IOError("libsodium failed to start");
+  auto cache = rocksdb::NewLRUCache(32 << 20);
+  rocksdb::DBOptions options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.max_background_jobs = 2;
+  options.bytes_per_sync = 1 << 20;
+  options.max_total_wal_size = 256 << 20;
+  options.keep_log_file_num = 10;
+  const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, SmallCfOptions(cache, 8 << 20)},
+      {kBlocksCf, BlocksCfOptions(cache)},
+      {kIndexCf, SmallCfOptions(cache, 16 << 20)},
+  };
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, dir, cfs, &impl->handles, &raw);
+  if (!s.ok()) {
+    // RocksDB reports a held LOCK file (by us or another process) as an
+    // IOError naming the file.
+    if (s.IsIOError() && s.ToString().find("/LOCK") != std::string::npos) {
+      return Status::IOError("store " + dir + " is in use by another process");
+    }
+    return Status::IOError("open store " + dir + ": " + s.ToString());
+  }
+  impl->db.reset(raw);
+  impl->meta = impl->handles[0];
+  impl->blocks = impl->handles[1];
+  impl->index = impl->handles[2];
+  spdlog::info("opened block store {}", dir);
+  return std::unique_ptr<RocksDbVolumes>(new RocksDbVolumes(std::move(impl)));
+}
+
+Status RocksDbVolumes::CreateVolume(const std::string& name,
+                                    uint64_t quota_bytes) {
+  EFS_RETURN_IF_ERROR(protocol::ValidateVolumeName(name));
+  if (quota_bytes == 0) return Status::InvalidArgument("quota must be > 0");
+  std::lock_guard lock(impl_->admin_mu);
+  EFS_ASSIGN_OR_RETURN(std::optional<VolumeRecord> existing,
+                       impl_->ReadRecord(name));
+  if (existing) return Status::AlreadyExists("volume " + name + " exists");
+
+  std::string raw;
+  auto s = impl_->db->Get(rocksdb::ReadOptions(), impl_->meta, kNextVolumeIdKey,
+                          &raw);
+  uint64_t id = 1;
+  if (s.ok()) {
+    if (raw.size() != 8) return Status::Corruption("bad next_volume_id");
+    id = ReadFixed64(raw.data());
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read next_volume_id");
+  }
+  VolumeRecord record;
+  record.id = id;
+  record.quota = quota_bytes;
+  std::string next;
+  AppendFixed64(&next, id + 1);
+  rocksdb::WriteBatch batch;
+  EFS_RETURN_IF_ERROR(FromRocks(
+      batch.Put(impl_->meta, VolumeKey(name), EncodeRecord(record)), "batch"));
+  EFS_RETURN_IF_ERROR(
+      FromRocks(batch.Put(impl_->meta, kNextVolumeIdKey, next), "batch"));
+  EFS_RETURN_IF_ERROR(impl_->Write(&batch, /*sync=*/true));
+  spdlog::info("created volume {} (id {}, quota {} bytes)", name, id,
+               quota_bytes);
+  return Status::Ok();
+}
+
+Status RocksDbVolumes::DeleteVolume(const std::string& name) {
+  std::lock_guard admin(impl_->admin_mu);
+  uint64_t deleted_id = 0;
+  EFS_RETURN_IF_ERROR(
+      impl_->WithVolumeLocked(name, [&](VolumeRecord& record) -> Status {
+        const std::string begin = VolumePrefix(record.id);
+        const std::string end = VolumePrefix(record.id + 1);
+        rocksdb::WriteBatch batch;
+        for (auto* cf : {impl_->blocks, impl_->index}) {
+          EFS_RETURN_IF_ERROR(
+              FromRocks(batch.DeleteRange(cf, begin, end), "batch"));
+        }
+        EFS_RETURN_IF_ERROR(
+            FromRocks(batch.Delete(impl_->meta, VolumeKey(name)), "batch"));
+        deleted_id = record.id;
+        return impl_->Write(&batch, /*sync=*/true);
+      }));
+  // Stale stores of this id now fail the record check, so its mutex is
+  // no longer needed.
+  std::lock_guard lock(impl_->map_mu);
+  impl_->volume_mu.erase(deleted_id);
+  spdlog::info("deleted volume {} (id {})", name, deleted_id);
+  return Status::Ok();
+}
+
+Status RocksDbVolumes::ResizeVolume(const std::string& name,
+                                    uint64_t quota_bytes) {
+  if (quota_bytes == 0) return Status::InvalidArgument("quota must be > 0");
+  return impl_->WithVolumeLocked(name, [&](VolumeRecord& record) {
+    record.quota = quota_bytes;
+    return impl_->PutRecord(name, record);
+  });
+}
+
+Result<VolumeInfo> RocksDbVolumes::GetVolume(const std::string& name) {
+  EFS_ASSIGN_OR_RETURN(VolumeRecord record, impl_->ReadExistingRecord(name));
+  return ToInfo(name, record);
+}
+
+Result<std::vector<VolumeInfo>> RocksDbVolumes::ListVolumes() {
+  rocksdb::ReadOptions options;
+  const rocksdb::Slice upper(kVolumePrefixEnd.data(), kVolumePrefixEnd.size());
+  options.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(options, impl_->meta));
+  std::vector<VolumeInfo> out;
+  for (it->Seek(rocksdb::Slice(kVolumePrefix.data(), kVolumePrefix.size()));
+       it->Valid(); it->Next()) {
+    EFS_ASSIGN_OR_RETURN(VolumeRecord record,
+                         DecodeRecord(it->value().ToStringView()));
+    out.push_back(ToInfo(
+        std::string(it->key().ToStringView().substr(kVolumePrefix.size())),
+        record));
+  }
+  EFS_RETURN_IF_ERROR(FromRocks(it->status(), "list volumes"));
+  return out;
+}
+
+Status RocksDbVolumes::VerifyToken(const std::string& name,
+                                   const std::string& token) {
+  EFS_ASSIGN_OR_RETURN(VolumeRecord record, impl_->ReadExistingRecord(name));
+  return CheckToken(record, token);
+}
+
+Result<uint64_t> RocksDbVolumes::Claim(const std::string& name,
+                                       const std::string& token) {
+  return impl_->WithVolumeLocked(
+      name, [&](VolumeRecord& record) -> Result<uint64_t> {
+        EFS_RETURN_IF_ERROR(CheckToken(record, token));
+        if (record.token_hash.empty()) record.token_hash = TokenHash(token);
+        record.epoch += 1;
+        EFS_RETURN_IF_ERROR(impl_->PutRecord(name, record));
+        return record.epoch;
+      });
+}
+
+Result<std::unique_ptr<RocksDbBlockStore>> RocksDbVolumes::OpenVolume(
+    const std::string& name, std::optional<uint64_t> epoch) {
+  EFS_ASSIGN_OR_RETURN(VolumeRecord record, impl_->ReadExistingRecord(name));
+  return std::unique_ptr<RocksDbBlockStore>(
+      new RocksDbBlockStore(impl_.get(), name, record.id, epoch));
+}
+
+Status RocksDbVolumes::SyncWal() {
+  return FromRocks(impl_->db->SyncWAL(), "sync WAL");
+}
+
+RocksDbBlockStore::RocksDbBlockStore(RocksDbVolumes::Impl* db, std::string name,
+                                     uint64_t id, std::optional<uint64_t> epoch)
+    : db_(db), name_(std::move(name)), id_(id), epoch_(epoch) {}
+
+RocksDbBlockStore::~RocksDbBlockStore() = default;
+
+Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
+  std::vector<std::string> full_keys;
+  full_keys.reserve(keys.size());
+  for (const auto& key : keys) {
+    EFS_RETURN_IF_ERROR(ValidateKey(key));
+    full_keys.push_back(BlockKey(id_, key));
+  }
+  std::vector<rocksdb::Slice> slices(full_keys.begin(), full_keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  // One MultiGet reads all keys at a single sequence number, so a
+  // concurrent commit is seen whole or not at all.
+  db_->db->MultiGet(rocksdb::ReadOptions(), db_->blocks, keys.size(),
+                    slices.data(), values.data(), statuses.data());
+  GetResult out(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    EFS_RETURN_IF_ERROR(FromRocks(statuses[i], "read block"));
+    out[i].emplace(values[i].data(), values[i].size());
+  }
+  return out;
+}
+
+Status RocksDbBlockStore::Commit(const CommitBatch& batch) {
+  EFS_RETURN_IF_ERROR(ValidateBatch(batch));
+  auto mu = db_->VolumeMutex(id_);
+  std::lock_guard lock(*mu);
+  EFS_ASSIGN_OR_RETURN(VolumeRecord record, db_->ReadLiveRecord(name_, id_));
+  if (epoch_ && record.epoch != *epoch_) {
+    return Status::Fenced("lease was taken over (epoch " +
+                          std::to_string(*epoch_) + ", now " +
+                          std::to_string(record.epoch) + ")");
+  }
+  if (batch.condition) {
+    EFS_RETURN_IF_ERROR(db_->CheckCondition(id_, *batch.condition));
+  }
+
+  // Puts first, then deletes, in batch order.
+  std::vector<std::string> full_keys;
+  full_keys.reserve(batch.puts.size() + batch.deletes.size());
+  for (const auto& [key, value] : batch.puts) {
+    full_keys.push_back(BlockKey(id_, key));
+  }
+  for (const auto& key : batch.deletes) full_keys.push_back(BlockKey(id_, key));
+  EFS_ASSIGN_OR_RETURN(auto sizes, db_->ReadSizes(full_keys));
+
+  int64_t delta = 0;
+  int64_t count_delta = 0;
+  rocksdb::WriteBatch wb;
+  for (size_t i = 0; i < batch.puts.size(); ++i) {
+    const auto& [key, value] = batch.puts[i];
+    delta += static_cast<int64_t>(value.size());
+    if (sizes[i]) {
+      delta -= static_cast<int64_t>(*sizes[i]);
+    } else {
+      delta += static_cast<int64_t>(key.size());
+      ++count_delta;
+    }
+    std::string size;
+    AppendFixed32(&size, static_cast<uint32_t>(value.size()));
+    EFS_RETURN_IF_ERROR(
+        FromRocks(wb.Put(db_->blocks, full_keys[i], value), "batch"));
+    EFS_RETURN_IF_ERROR(
+        FromRocks(wb.Put(db_->index, full_keys[i], size), "batch"));
+  }
+  for (size_t i = batch.puts.size(); i < full_keys.size(); ++i) {
+    if (!sizes[i]) continue;  // absent: nothing to delete or account
+    const size_t key_size = full_keys[i].size() - 8;
+    delta -= static_cast<int64_t>(key_size + *sizes[i]);
+    --count_delta;
+    EFS_RETURN_IF_ERROR(
+        FromRocks(wb.Delete(db_->blocks, full_keys[i]), "batch"));
+    EFS_RETURN_IF_ERROR(
+        FromRocks(wb.Delete(db_->index, full_keys[i]), "batch"));
+  }
+
+  const uint64_t new_used = record.used + static_cast<uint64_t>(delta);
+  if (record.quota != 0 && delta > 0 && new_used > record.quota) {
+    return Status::QuotaExceeded("commit needs " + std::to_string(new_used) +
+                                 " bytes, quota is " +
+                                 std::to_string(record.quota));
+  }
+  record.used = new_used;
+  record.blocks += static_cast<uint64_t>(count_delta);
+  EFS_RETURN_IF_ERROR(FromRocks(
+      wb.Put(db_->meta, VolumeKey(name_), EncodeRecord(record)), "batch"));
+  return db_->Write(&wb, batch.durable);
+}
+
+Result<StoreStats> RocksDbBlockStore::Stat() {
+  EFS_ASSIGN_OR_RETURN(VolumeRecord record, db_->ReadLiveRecord(name_, id_));
+  return StoreStats{record.used, record.blocks, record.quota};
+}
+
+Result<KeyPage> RocksDbBlockStore::ListKeys(std::string_view start_after,
+                                            size_t limit) {
+  if (limit == 0) return Status::InvalidArgument("limit must be at least 1");
+  const std::string upper_key = VolumePrefix(id_ + 1);
+  const rocksdb::Slice upper(upper_key);
+  rocksdb::ReadOptions options;
+  options.iterate_upper_bound = &upper;
+  // The index holds the same keys as the blocks CF but tiny values, so
+  // listing never reads blob files.
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->db->NewIterator(options, db_->index));
+  // start_after + '\0' is the smallest key strictly greater than start_after.
+  std::string first = BlockKey(id_, start_after);
+  if (!start_after.empty()) first.push_back('\0');
+  KeyPage page;
+  for (it->Seek(first); it->Valid() && page.keys.size() < limit; it->Next()) {
+    page.keys.emplace_back(it->key().ToStringView().substr(8));
+  }
+  page.more = it->Valid();
+  EFS_RETURN_IF_ERROR(FromRocks(it->status(), "list keys"));
+  return page;
+}
+
+}  // namespace enclavefs

@@ -19,6 +19,15 @@ std::string_view StatusCodeName(StatusCode code) {
     case StatusCode::kProtocolError: return "ProtocolError";
     case StatusCode::kResourceExhausted: return "ResourceExhausted";
     case StatusCode::kShuttingDown: return "ShuttingDown";
+    case StatusCode::kNotEmpty: return "NotEmpty";
+    case StatusCode::kIsDirectory: return "IsDirectory";
+    case StatusCode::kNotDirectory: return "NotDirectory";
+    case StatusCode::kNameTooLong: return "NameTooLong";
+    case StatusCode::kNoAttribute: return "NoAttribute";
+    case StatusCode::kOutOfRange: return "OutOfRange";
+    case StatusCode::kNotPermitted: return "NotPermitted";
+    case StatusCode::kNotSupported: return "NotSupported";
+    case StatusCode::kTooManyLinks: return "TooManyLinks";
   }
   return "Unknown";
 }

@@ -34,6 +34,16 @@ enum class StatusCode : uint16_t {
   kProtocolError = 12,   // malformed frame or request
   kResourceExhausted = 13,
   kShuttingDown = 14,
+  // POSIX-layer outcomes (fs/filesystem.h); mapped to errno at the FUSE edge.
+  kNotEmpty = 15,         // ENOTEMPTY
+  kIsDirectory = 16,      // EISDIR
+  kNotDirectory = 17,     // ENOTDIR
+  kNameTooLong = 18,      // ENAMETOOLONG
+  kNoAttribute = 19,      // ENODATA (xattr)
+  kOutOfRange = 20,       // ERANGE (xattr buffer), EFBIG (file size)
+  kNotPermitted = 21,     // EPERM
+  kNotSupported = 22,     // EOPNOTSUPP
+  kTooManyLinks = 23,     // EMLINK
 };
 
 // Returns a short stable name such as "Corruption".
@@ -59,6 +69,15 @@ class [[nodiscard]] Status {
   static Status ProtocolError(std::string m) { return {StatusCode::kProtocolError, std::move(m)}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status ShuttingDown(std::string m) { return {StatusCode::kShuttingDown, std::move(m)}; }
+  static Status NotEmpty(std::string m) { return {StatusCode::kNotEmpty, std::move(m)}; }
+  static Status IsDirectory(std::string m) { return {StatusCode::kIsDirectory, std::move(m)}; }
+  static Status NotDirectory(std::string m) { return {StatusCode::kNotDirectory, std::move(m)}; }
+  static Status NameTooLong(std::string m) { return {StatusCode::kNameTooLong, std::move(m)}; }
+  static Status NoAttribute(std::string m) { return {StatusCode::kNoAttribute, std::move(m)}; }
+  static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
+  static Status NotPermitted(std::string m) { return {StatusCode::kNotPermitted, std::move(m)}; }
+  static Status NotSupported(std::string m) { return {StatusCode::kNotSupported, std::move(m)}; }
+  static Status TooManyLinks(std::string m) { return {StatusCode::kTooManyLinks, std::move(m)}; }
 
   bool ok() const { return rep_ == nullptr; }
   StatusCode code() const { return rep_ ? rep_->code : StatusCode::kOk; }

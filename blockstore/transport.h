@@ -28,10 +28,10 @@ struct Address {
   static constexpr uint32_t kAnyCid = 0xFFFFFFFFu;  // VMADDR_CID_ANY
 
   Kind kind = Kind::kUnix;
-  std::string path;  // unix
-  std::string host;  // tcp
-  uint32_t cid = 0;  // vsock
-  uint32_t port = 0; // tcp and vsock
+  std::string path;   // unix
+  std::string host;   // tcp
+  uint32_t cid = 0;   // vsock
+  uint32_t port = 0;  // tcp and vsock
 
   std::string ToString() const;
 };
@@ -50,7 +50,8 @@ class Connection {
   // Reads exactly `size` bytes. Unavailable on EOF or error (message says
   // which); a clean EOF before the first byte says "connection closed".
   Status ReadFull(void* buf, size_t size);
-  // Writes all of `a` then `b` (either may be empty) with one writev loop.
+  // Writes all of `a` then `b` (either may be empty) with one gathered
+  // send loop; never raises SIGPIPE. Unavailable if the peer is gone.
   Status WriteFull(std::string_view a, std::string_view b = {});
   void Shutdown();
   const std::string& peer() const { return peer_; }

@@ -1,1 +1,382 @@
-// placeholder: being written
+// Volume-level behaviour of RocksDbVolumes: naming, isolation, tokens,
+// fencing, persistence and concurrency. The per-volume BlockStore contract
+// is covered by contract_test.cpp.
+#include "blockstore/rocksdb_volumes.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include "blockstore/protocol.h"
+#include "tests/blockstore/block_store_contract.h"
+
+namespace enclavefs {
+namespace {
+
+using contract::PutBatch;
+
+const std::string kToken = "token-0123456789abcdef";
+const std::string kOtherToken = "token-fedcba9876543210";
+
+class RocksDbVolumesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    Reopen();
+  }
+
+  void Reopen() {
+    volumes_.reset();  // the LOCK must be free before opening again
+    auto opened = RocksDbVolumes::Open(dir_.path());
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    volumes_ = std::move(opened).value();
+  }
+
+  std::unique_ptr<RocksDbBlockStore> OpenStore(
+      const std::string& name, std::optional<uint64_t> epoch = std::nullopt) {
+    auto store = volumes_->OpenVolume(name, epoch);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  VolumeInfo Info(const std::string& name) {
+    auto info = volumes_->GetVolume(name);
+    EXPECT_TRUE(info.ok()) << info.status().ToString();
+    return info.ok() ? *info : VolumeInfo{};
+  }
+
+  contract::TempDir dir_;
+  std::unique_ptr<RocksDbVolumes> volumes_;
+};
+
+TEST_F(RocksDbVolumesTest,
+       givenVolumes_whenListed_thenSortedByNameWithTheirInfo) {
+  const std::vector<std::pair<std::string, uint64_t>> created = {
+      {"b-vol", 100}, {"a.vol", 200}, {"C_vol", 300}};
+  for (const auto& [name, quota] : created) {
+    EFS_ASSERT_OK(volumes_->CreateVolume(name, quota));
+  }
+  auto listed = volumes_->ListVolumes();
+  EFS_ASSERT_OK(listed);
+  auto expected = created;
+  std::sort(expected.begin(), expected.end());
+  ASSERT_EQ(listed->size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const VolumeInfo& info = (*listed)[i];
+    EXPECT_EQ(info.name, expected[i].first);
+    EXPECT_EQ(info.quota_bytes, expected[i].second);
+    EXPECT_EQ(info.used_bytes, 0u);
+    EXPECT_EQ(info.block_count, 0u);
+    EXPECT_FALSE(info.token_bound);
+    EXPECT_EQ(info.epoch, 0u);
+    for (size_t j = 0; j < i; ++j) EXPECT_NE(info.id, (*listed)[j].id);
+  }
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenExistingVolume_whenCreatedAgain_thenAlreadyExistsAndQuotaKept) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 100));
+  EXPECT_EQ(volumes_->CreateVolume("vol", 999).code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(Info("vol").quota_bytes, 100u);
+}
+
+TEST_F(
+    RocksDbVolumesTest,
+    givenBadNameOrZeroQuota_whenCreated_thenInvalidArgumentAndNothingCreated) {
+  for (const std::string& name :
+       {std::string(), std::string(".hidden"), std::string("a/b"),
+        std::string("sp ace"),
+        std::string(protocol::kMaxVolumeNameSize + 1, 'x')}) {
+    EXPECT_EQ(volumes_->CreateVolume(name, 100).code(),
+              StatusCode::kInvalidArgument)
+        << "'" << name << "'";
+  }
+  EXPECT_EQ(volumes_->CreateVolume("good", 0).code(),
+            StatusCode::kInvalidArgument);
+  auto listed = volumes_->ListVolumes();
+  EFS_ASSERT_OK(listed);
+  EXPECT_TRUE(listed->empty());
+}
+
+TEST_F(RocksDbVolumesTest, givenMissingVolume_whenUsed_thenNotFound) {
+  EXPECT_EQ(volumes_->DeleteVolume("nope").code(), StatusCode::kNotFound);
+  EXPECT_EQ(volumes_->ResizeVolume("nope", 10).code(), StatusCode::kNotFound);
+  EXPECT_EQ(volumes_->GetVolume("nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(volumes_->OpenVolume("nope").status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(volumes_->VerifyToken("nope", kToken).code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(volumes_->Claim("nope", kToken).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(RocksDbVolumesTest, givenVolume_whenResized_thenNewQuotaEnforced) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 100));
+  auto store = OpenStore("vol");
+  ASSERT_NE(store, nullptr);
+  const CommitBatch big = PutBatch({{"k", std::string(150, 'v')}});
+  EXPECT_EQ(store->Commit(big).code(), StatusCode::kQuotaExceeded);
+  EFS_ASSERT_OK(volumes_->ResizeVolume("vol", 200));
+  EXPECT_EQ(Info("vol").quota_bytes, 200u);
+  EFS_ASSERT_OK(store->Commit(big));
+  EXPECT_EQ(volumes_->ResizeVolume("vol", 0).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Info("vol").quota_bytes, 200u);
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenVolumeShrunkBelowUsage_whenCommitting_thenOnlyGrowthRejected) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1000));
+  auto store = OpenStore("vol");
+  ASSERT_NE(store, nullptr);
+  EFS_ASSERT_OK(store->Commit(
+      PutBatch({{"a", std::string(300, 'a')}, {"b", std::string(300, 'b')}})));
+  EFS_ASSERT_OK(volumes_->ResizeVolume("vol", 100));
+
+  EXPECT_EQ(store->Commit(PutBatch({{"c", "x"}})).code(),
+            StatusCode::kQuotaExceeded);
+  // Still over quota afterwards, but the commit shrinks usage: allowed.
+  CommitBatch shrink = PutBatch({{"c", std::string(50, 'c')}});
+  shrink.deletes = {"a"};
+  EFS_ASSERT_OK(store->Commit(shrink));
+  contract::ExpectStoreHolds(
+      *store, {{"b", std::string(300, 'b')}, {"c", std::string(50, 'c')}});
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenTwoVolumesWithSameKeys_whenWritten_thenIsolated) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("one", 1 << 20));
+  EFS_ASSERT_OK(volumes_->CreateVolume("two", 1 << 20));
+  auto one = OpenStore("one");
+  auto two = OpenStore("two");
+  ASSERT_NE(one, nullptr);
+  ASSERT_NE(two, nullptr);
+  EFS_ASSERT_OK(one->Commit(PutBatch({{"k", "from one"}, {"only-one", "1"}})));
+  EFS_ASSERT_OK(two->Commit(PutBatch({{"k", "from two, longer"}})));
+  CommitBatch del;
+  del.deletes = {"only-one"};
+  EFS_ASSERT_OK(two->Commit(del));  // absent in two: must not touch one
+
+  contract::ExpectStoreHolds(*one, {{"k", "from one"}, {"only-one", "1"}});
+  contract::ExpectStoreHolds(*two, {{"k", "from two, longer"}});
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenDeletedVolume_whenRecreated_thenEmptyAndOldStoreNotFound) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  const uint64_t old_id = Info("vol").id;
+  auto old_store = OpenStore("vol");
+  ASSERT_NE(old_store, nullptr);
+  EFS_ASSERT_OK(old_store->Commit(PutBatch({{"k", "old"}})));
+
+  EFS_ASSERT_OK(volumes_->DeleteVolume("vol"));
+  EXPECT_EQ(volumes_->GetVolume("vol").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(volumes_->DeleteVolume("vol").code(), StatusCode::kNotFound);
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  EXPECT_GT(Info("vol").id, old_id);
+
+  auto new_store = OpenStore("vol");
+  ASSERT_NE(new_store, nullptr);
+  contract::ExpectStoreHolds(*new_store, {});
+  auto got = new_store->Get(std::vector<std::string>{"k"});
+  EFS_ASSERT_OK(got);
+  EXPECT_FALSE((*got)[0].has_value());
+
+  EXPECT_EQ(old_store->Commit(PutBatch({{"k2", "stale"}})).code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(old_store->Stat().status().code(), StatusCode::kNotFound);
+  contract::ExpectStoreHolds(*new_store, {});
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenUnboundVolume_whenClaimed_thenTokenBoundAndOthersDenied) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 100));
+  EFS_ASSERT_OK(volumes_->VerifyToken("vol", kOtherToken));  // none bound yet
+  auto epoch = volumes_->Claim("vol", kToken);
+  EFS_ASSERT_OK(epoch);
+  EXPECT_EQ(*epoch, 1u);
+  EXPECT_TRUE(Info("vol").token_bound);
+
+  EFS_ASSERT_OK(volumes_->VerifyToken("vol", kToken));
+  EXPECT_EQ(volumes_->VerifyToken("vol", kOtherToken).code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(volumes_->Claim("vol", kOtherToken).status().code(),
+            StatusCode::kPermissionDenied);
+  const VolumeInfo after = Info("vol");
+  EXPECT_EQ(after.epoch, 1u);
+  EXPECT_TRUE(after.token_bound);
+  EFS_ASSERT_OK(volumes_->VerifyToken("vol", kToken));
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenClaimedVolume_whenClaimedAgain_thenOldEpochStoreFenced) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  auto first = volumes_->Claim("vol", kToken);
+  EFS_ASSERT_OK(first);
+  auto old_holder = OpenStore("vol", *first);
+  ASSERT_NE(old_holder, nullptr);
+  EFS_ASSERT_OK(old_holder->Commit(PutBatch({{"k", "old holder"}})));
+
+  auto second = volumes_->Claim("vol", kToken);
+  EFS_ASSERT_OK(second);
+  EXPECT_EQ(*second, *first + 1);
+  const Status fenced = old_holder->Commit(PutBatch({{"k", "too late"}}));
+  EXPECT_EQ(fenced.code(), StatusCode::kFenced);
+  EXPECT_NE(fenced.message().find("lease was taken over"), std::string::npos);
+
+  auto new_holder = OpenStore("vol", *second);
+  ASSERT_NE(new_holder, nullptr);
+  contract::ExpectStoreHolds(*new_holder, {{"k", "old holder"}});
+  EFS_ASSERT_OK(new_holder->Commit(PutBatch({{"k", "new holder"}})));
+  contract::ExpectStoreHolds(*old_holder, {{"k", "new holder"}});
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenCommits_whenReopened_thenDataUsageTokenAndEpochPersist) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  auto epoch = volumes_->Claim("vol", kToken);
+  EFS_ASSERT_OK(epoch);
+  const std::map<std::string, std::string> model = {
+      {"big", contract::RandomBytes(100000, 3)}, {"small", "s"}};
+  {
+    auto store = OpenStore("vol", *epoch);
+    ASSERT_NE(store, nullptr);
+    EFS_ASSERT_OK(store->Commit(PutBatch({model.begin(), model.end()})));
+    EFS_ASSERT_OK(volumes_->SyncWal());
+  }
+  const VolumeInfo before = Info("vol");
+
+  Reopen();
+  const VolumeInfo after = Info("vol");
+  EXPECT_EQ(after.id, before.id);
+  EXPECT_EQ(after.used_bytes, before.used_bytes);
+  EXPECT_EQ(after.block_count, model.size());
+  EXPECT_EQ(after.epoch, *epoch);
+  EXPECT_TRUE(after.token_bound);
+  EXPECT_EQ(volumes_->VerifyToken("vol", kOtherToken).code(),
+            StatusCode::kPermissionDenied);
+  auto store = OpenStore("vol", *epoch);
+  ASSERT_NE(store, nullptr);
+  contract::ExpectStoreHolds(*store, model);
+}
+
+TEST_F(RocksDbVolumesTest, givenOpenStore_whenOpenedAgain_thenIOErrorInUse) {
+  auto second = RocksDbVolumes::Open(dir_.path());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kIOError);
+  EXPECT_NE(second.status().message().find("in use"), std::string::npos)
+      << second.status().ToString();
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenThreadsOnSeveralVolumes_whenCommitting_thenEveryCommitLands) {
+  constexpr int kVolumes = 3;
+  constexpr int kThreadsPerVolume = 2;
+  constexpr int kCommits = 30;
+  std::vector<std::unique_ptr<RocksDbBlockStore>> stores;
+  for (int v = 0; v < kVolumes; ++v) {
+    EFS_ASSERT_OK(volumes_->CreateVolume("vol" + std::to_string(v), 1 << 30));
+    stores.push_back(OpenStore("vol" + std::to_string(v)));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  auto key_of = [](int t, int c) {
+    return "t" + std::to_string(t) + "-" + std::to_string(c);
+  };
+  auto value_of = [](int v, int t, int c) {
+    return contract::RandomBytes(100 + c,
+                                 static_cast<uint32_t>(v * 1000 + t * 100 + c));
+  };
+  std::vector<Status> results(kVolumes * kThreadsPerVolume);
+  std::vector<std::thread> threads;
+  for (int v = 0; v < kVolumes; ++v) {
+    for (int t = 0; t < kThreadsPerVolume; ++t) {
+      threads.emplace_back([&, v, t] {
+        Status& result = results[v * kThreadsPerVolume + t];
+        for (int c = 0; c < kCommits && result.ok(); ++c) {
+          CommitBatch batch = PutBatch({{key_of(t, c), value_of(v, t, c)}});
+          batch.durable = c % 5 == 0;  // durable syncs group across volumes
+          result = stores[v]->Commit(batch);
+        }
+      });
+    }
+  }
+  for (auto& thread : threads) thread.join();
+  for (const Status& result : results) EFS_ASSERT_OK(result);
+  for (int v = 0; v < kVolumes; ++v) {
+    std::map<std::string, std::string> model;
+    for (int t = 0; t < kThreadsPerVolume; ++t) {
+      for (int c = 0; c < kCommits; ++c)
+        model[key_of(t, c)] = value_of(v, t, c);
+    }
+    contract::ExpectStoreHolds(*stores[v], model);
+  }
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenContendedCounter_whenThreadsCompareAndSwap_thenNoUpdateLost) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  auto store = OpenStore("vol");
+  ASSERT_NE(store, nullptr);
+  EFS_ASSERT_OK(store->Commit(PutBatch({{"counter", "0"}})));
+  constexpr int kThreads = 4;
+  constexpr int kIncrements = 25;
+  std::vector<Status> results(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int done = 0; done < kIncrements && results[t].ok();) {
+        auto current = store->GetOne("counter");
+        if (!current.ok()) {
+          results[t] = current.status();
+          break;
+        }
+        CommitBatch batch =
+            PutBatch({{"counter", std::to_string(std::stoi(*current) + 1)}});
+        batch.condition = CommitCondition{"counter", *current};
+        Status s = store->Commit(batch);
+        if (s.ok()) {
+          ++done;
+        } else if (s.code() != StatusCode::kConflict) {
+          results[t] = s;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const Status& result : results) EFS_ASSERT_OK(result);
+  contract::ExpectStoreHolds(
+      *store, {{"counter", std::to_string(kThreads * kIncrements)}});
+}
+
+// Death tests run first, before other tests start RocksDB threads that a
+// fork would not carry over.
+TEST(RocksDbVolumesDeathTest,
+     givenDurableCommit_whenProcessDiesWithoutClosing_thenDataSurvives) {
+  contract::TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string value = contract::RandomBytes(64 << 10, 9);
+  auto commit_then_die = [&] {
+    auto volumes = RocksDbVolumes::Open(dir.path());
+    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 20).ok()) {
+      std::_Exit(2);
+    }
+    auto store = (*volumes)->OpenVolume("vol");
+    CommitBatch batch = PutBatch({{"k", value}});
+    batch.durable = true;
+    if (!store.ok() || !(*store)->Commit(batch).ok()) std::_Exit(3);
+    std::_Exit(0);  // no flush, no close: like a crash after the commit
+  };
+  EXPECT_EXIT(commit_then_die(), ::testing::ExitedWithCode(0), "");
+
+  auto volumes = RocksDbVolumes::Open(dir.path());
+  EFS_ASSERT_OK(volumes);
+  auto store = (*volumes)->OpenVolume("vol");
+  EFS_ASSERT_OK(store);
+  contract::ExpectStoreHolds(**store, {{"k", value}});
+}
+
+}  // namespace
+}  // namespace enclavefs

@@ -1,0 +1,50 @@
+#include "blockstore/frame_io.h"
+
+#include <algorithm>
+
+namespace enclavefs {
+namespace {
+
+// Payload buffers grow with the bytes actually received, so a peer that
+// announces a 64 MiB payload and then stalls cannot pin 64 MiB per socket.
+constexpr size_t kInitialChunk = 64 << 10;
+
+Status ReadPayload(Connection& conn, size_t size, std::string& out) {
+  size_t done = 0;
+  while (done < size) {
+    const size_t target = std::min(size, std::max(2 * done, kInitialChunk));
+    out.resize(target);
+    EFS_RETURN_IF_ERROR(conn.ReadFull(out.data() + done, target - done));
+    done = target;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Frame> ReadFrame(Connection& conn) {
+  std::array<char, protocol::kFrameHeaderSize> raw;
+  EFS_RETURN_IF_ERROR(conn.ReadFull(raw.data(), raw.size()));
+  Frame frame;
+  EFS_ASSIGN_OR_RETURN(
+      frame.header,
+      protocol::DecodeFrameHeader(std::string_view(raw.data(), raw.size())));
+  Status read = ReadPayload(conn, frame.header.payload_size, frame.payload);
+  if (!read.ok()) return read.WithContext("reading frame payload");
+  return frame;
+}
+
+Status WriteFrame(Connection& conn, protocol::FrameHeader header,
+                  std::string_view payload) {
+  if (payload.size() > protocol::kMaxPayloadSize) {
+    return Status::ResourceExhausted("payload of " +
+                                     std::to_string(payload.size()) +
+                                     " bytes exceeds the frame limit of " +
+                                     std::to_string(protocol::kMaxPayloadSize));
+  }
+  header.payload_size = static_cast<uint32_t>(payload.size());
+  const auto raw = protocol::EncodeFrameHeader(header);
+  return conn.WriteFull(std::string_view(raw.data(), raw.size()), payload);
+}
+
+}  // namespace enclavefs

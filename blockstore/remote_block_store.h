@@ -1,0 +1,131 @@
+// RemoteBlockStore: the BlockStore of one volume served by enclavefs-host,
+// reached over a pipelined RpcClient, with transparent reconnection.
+//
+// Open() connects and sends OPEN, which grants this client the volume's
+// lease (fencing epoch). Gets are split into chunks issued concurrently on
+// the one connection. If the connection drops, the failing call reconnects
+// with exponential backoff until RemoteOptions::reconnect_deadline, re-sends
+// OPEN with the same token (never takeover: Busy is retried, because the host
+// frees the old lease only after the old connection's in-flight requests
+// finish), then retries the call.
+//
+// Why retrying a commit whose reply was lost is safe:
+//  * Commits through one RemoteBlockStore are serialized (one in flight), so
+//    when we resend, no later commit of ours can have overtaken it.
+//  * Nobody else commits to the volume in between: we held the lease while
+//    the commit was in flight, and the new OPEN must return exactly the next
+//    epoch (old + 1), otherwise another client claimed the volume while we
+//    were away and we fail with Fenced instead of resending.
+//  * Once the new OPEN succeeds the lost commit has either been applied or
+//    never will be (the host drained the old connection first).
+//  Hence an unconditional batch is idempotent: re-applying the same puts and
+//  deletes to a volume nobody else touched yields the same state. A batch
+//  whose condition key it also changes (the filesystem's root-record
+//  pattern) would Conflict on resend if it was applied, so the condition key
+//  is read first: still the expected old value -> not applied, resend; the
+//  batch's new value -> applied, report OK; anything else -> Conflict.
+//
+// Thread safety: all methods are safe to call concurrently. Ownership: owns
+// its connection; destroying the store drops the connection, which releases
+// the lease just like Close() does, only less politely.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "blockstore/block_store.h"
+#include "blockstore/protocol.h"
+#include "blockstore/rpc_client.h"
+#include "blockstore/transport.h"
+
+namespace enclavefs {
+
+struct RemoteOptions {
+  Address address;
+  std::string volume;
+  std::string token;
+  // Fence the current holder instead of failing with Busy (first OPEN only).
+  bool takeover = false;
+  std::chrono::milliseconds connect_timeout{5000};
+  // How long one call keeps trying to reconnect before giving up.
+  std::chrono::milliseconds reconnect_deadline{30000};
+  std::chrono::milliseconds initial_backoff{50};
+  std::chrono::milliseconds max_backoff{2000};
+};
+
+class RemoteBlockStore : public BlockStore {
+ public:
+  // Connects and opens the volume. Unavailable ("cannot reach host at ...")
+  // if the host does not answer; Busy if another client holds the volume and
+  // takeover is false; PermissionDenied for a wrong token; NotFound if the
+  // volume does not exist. No retries here: the caller decides.
+  static Result<std::unique_ptr<RemoteBlockStore>> Open(RemoteOptions options);
+  ~RemoteBlockStore() override;
+
+  // Missing keys are nullopt. Retried after a reconnect.
+  Result<GetResult> Get(std::span<const std::string> keys) override;
+  // See the header comment for how a lost reply is resolved. InvalidArgument
+  // if the encoded batch exceeds protocol::kMaxPayloadSize; Fenced (never
+  // retried) if another client took the volume over.
+  Status Commit(const CommitBatch& batch) override;
+  Result<StoreStats> Stat() override;
+  // `limit` above protocol::kMaxKeysPerRequest is clamped (page.more tells).
+  Result<KeyPage> ListKeys(std::string_view start_after, size_t limit) override;
+
+  // Round trip to the host; OK if it answers. Retried after a reconnect.
+  Status Ping();
+  // Sends CLOSE, releasing the lease. Later calls fail with Unavailable.
+  // Not retried: a dropped connection releases the lease anyway.
+  Status Close();
+  // Fencing epoch of the current lease (changes after a reconnect).
+  uint64_t epoch() const;
+
+ private:
+  explicit RemoteBlockStore(RemoteOptions options);
+
+  using Clock = std::chrono::steady_clock;
+  struct Session {
+    std::shared_ptr<RpcClient> client;
+    uint64_t generation = 0;  // bumped by every reconnect
+  };
+  // The live session, or why there is none (closed, fenced).
+  Result<Session> CurrentSession() const;
+  // Replaces the broken session `failed_generation` with a new one, retrying
+  // with backoff until `deadline`. OK at once if another thread already
+  // replaced it. Unavailable after the deadline; Fenced (and the store is
+  // dead) if another client claimed the volume meanwhile; other OPEN errors
+  // as they come.
+  Status Reconnect(uint64_t failed_generation, Clock::time_point deadline);
+  // Runs `call` on the current session; reconnects and retries while it
+  // fails because the connection broke.
+  template <typename T, typename Fn>
+  Result<T> WithRetry(Fn call);
+  // After a reconnect, decides whether the commit whose reply was lost had
+  // been applied (true), must be resent (false) or can no longer apply
+  // (Conflict).
+  Result<bool> WasApplied(const CommitBatch& batch);
+  Result<GetResult> GetOnce(RpcClient& client,
+                            std::span<const std::string> keys);
+
+  const RemoteOptions options_;
+  std::mutex commit_mu_;     // one commit in flight at a time
+  std::mutex reconnect_mu_;  // one thread reconnects at a time
+  mutable std::mutex mu_;
+  Session session_;     // GUARDED_BY(mu_)
+  uint64_t epoch_ = 0;  // GUARDED_BY(mu_)
+  Status dead_;         // GUARDED_BY(mu_); non-OK once closed or fenced
+};
+
+// Reads the volume's public header (protocol::kPublicHeaderKey) without a
+// token or lease, over a short-lived connection. nullopt if the volume has no
+// header yet; NotFound if the volume does not exist; Unavailable if the host
+// does not answer within `timeout`.
+Result<std::optional<std::string>> ReadPublicHeader(
+    const Address& address, const std::string& volume,
+    std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+}  // namespace enclavefs

@@ -1,0 +1,77 @@
+// FuseServer: serves one Filesystem through the libfuse low-level API.
+//
+// Model: libfuse's example/passthrough_hp.cc. One FuseServer owns the
+// Filesystem, the lease on the host (the RemoteBlockStore) and the FUSE
+// session; every request is answered exactly once. The kernel's lookup
+// count of each inode is tracked here: replies carrying a fuse_entry_param
+// (lookup, mknod, mkdir, symlink, link, create, readdirplus) add one, forget
+// and forget_multi subtract, and when an inode's count reaches 0 the
+// Filesystem is told (Filesystem::Forget), which frees it if it has no links
+// left -- the only way an unlinked but still open file is ever freed.
+//
+// Caching: entries and attributes are cached by the kernel for an hour and
+// file pages are kept across opens (keep_cache). That is safe only because
+// the volume is leased exclusively to this one mount: nobody else can change
+// it behind the kernel's back.
+//
+// Thread safety: Run() drives a multi-threaded session loop; the handlers
+// are safe to run concurrently. Mount() and Run() are called from one thread.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "blockstore/remote_block_store.h"
+#include "blockstore/status.h"
+#include "fs/filesystem.h"
+
+struct fuse_session;  // libfuse
+
+namespace enclavefs {
+
+struct FuseMountOptions {
+  std::string mountpoint;
+  std::string volume;                      // shown as fsname=enclavefs:VOLUME
+  std::vector<std::string> extra_options;  // user -o options, e.g. allow_other
+  std::chrono::seconds cache_timeout{3600};
+  unsigned max_idle_threads = 10;
+  unsigned max_threads = 16;
+};
+
+// The -o option string handed to libfuse: default_permissions, fsname,
+// subtype, then the user's options in order.
+std::string FuseOptionString(const FuseMountOptions& options);
+
+struct FuseState;  // the handlers' shared state, defined in fuse_ops.cpp
+
+class FuseServer {
+ public:
+  // Creates the session and mounts it. InvalidArgument if libfuse rejects
+  // the options, IOError if the mount itself fails (libfuse logs why). On
+  // failure nothing is committed and the lease is dropped with `store`.
+  static Result<std::unique_ptr<FuseServer>> Mount(
+      std::unique_ptr<Filesystem> fs, std::shared_ptr<RemoteBlockStore> store,
+      const FuseMountOptions& options);
+  ~FuseServer();
+  FuseServer(const FuseServer&) = delete;
+  FuseServer& operator=(const FuseServer&) = delete;
+
+  // Serves requests until the filesystem is unmounted or SIGTERM, SIGINT or
+  // SIGHUP arrives; then unmounts, commits durably (the destroy handler:
+  // Filesystem::Sync) and releases the lease (RemoteBlockStore::Close).
+  // Returns the final commit's status; IOError if the session loop failed.
+  Status Run();
+
+ private:
+  FuseServer(std::unique_ptr<FuseState> state, ::fuse_session* session);
+
+  std::unique_ptr<FuseState> state_;
+  ::fuse_session* session_;  // owned; null once Run() returned
+  bool mounted_ = true;
+  unsigned max_idle_threads_ = 10;
+  unsigned max_threads_ = 16;
+};
+
+}  // namespace enclavefs

@@ -1,0 +1,31 @@
+// Where a mount keeps its state between `enclavefs mount` and `enclavefs
+// unmount`: a pid file per mountpoint and a default log file per volume,
+// in one run directory. The mount and unmount commands themselves
+// (daemonizing with a ready pipe, signals, waiting) are in mount.cpp.
+//
+// Pure path functions except RunDirectory (reads the environment); safe
+// from any thread.
+#pragma once
+
+#include <string>
+
+namespace enclavefs {
+
+// $ENCLAVEFS_RUN_DIR if set; else /run/enclavefs for root; else
+// $XDG_RUNTIME_DIR/enclavefs; else /tmp/enclavefs-UID.
+std::string RunDirectory();
+
+// A file name for an absolute path: letters, digits, '.' and '_' stay,
+// '/' becomes '-', every other byte %XX. Distinct paths never collide.
+std::string EscapePath(const std::string& path);
+
+// <run_dir>/mount<escaped mountpoint>.pid, holding the daemon's pid while
+// it serves `mountpoint` (absolute).
+std::string PidFilePath(const std::string& run_dir,
+                        const std::string& mountpoint);
+
+// <run_dir>/<volume>.log: the background daemon's log unless --log-file.
+std::string DefaultLogPath(const std::string& run_dir,
+                           const std::string& volume);
+
+}  // namespace enclavefs

@@ -1,0 +1,239 @@
+#include "fs/crypto.h"
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <sodium.h>
+
+#include <climits>
+#include <string>
+
+namespace enclavefs {
+namespace {
+
+constexpr size_t kGcmNonceSize = 12;
+
+struct EvpCipherFree {
+  void operator()(EVP_CIPHER* c) const { EVP_CIPHER_free(c); }
+};
+struct EvpCipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
+};
+struct EvpKdfFree {
+  void operator()(EVP_KDF* k) const { EVP_KDF_free(k); }
+};
+struct EvpKdfCtxFree {
+  void operator()(EVP_KDF_CTX* c) const { EVP_KDF_CTX_free(c); }
+};
+using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, EvpCipherCtxFree>;
+
+// Explicitly fetched once: OpenSSL 3 re-fetches implicitly on every init when
+// given EVP_aes_256_gcm(), which costs a global lock per call.
+const EVP_CIPHER* Aes256Gcm() {
+  static const std::unique_ptr<EVP_CIPHER, EvpCipherFree> cipher(
+      EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr));
+  return cipher.get();
+}
+
+const EVP_KDF* HkdfAlgorithm() {
+  static const std::unique_ptr<EVP_KDF, EvpKdfFree> kdf(
+      EVP_KDF_fetch(nullptr, "HKDF", nullptr));
+  return kdf.get();
+}
+
+// One context per thread, reused across calls: measured in
+// bench/seal_bench.cpp (BM_EvpGcmContext*) to save a malloc/free per block.
+EVP_CIPHER_CTX* ThreadCipherCtx() {
+  thread_local CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  return ctx.get();
+}
+
+class Aes256GcmAead : public Aead {
+ public:
+  explicit Aes256GcmAead(SecureBytes key) : key_(std::move(key)) {}
+
+  CipherId cipher() const override { return CipherId::kAes256Gcm; }
+  size_t nonce_size() const override { return kGcmNonceSize; }
+
+  Status Encrypt(std::span<const uint8_t> nonce, std::span<const uint8_t> ad,
+                 std::span<const uint8_t> in, uint8_t* out,
+                 std::span<uint8_t, kTagSize> tag) const override {
+    EVP_CIPHER_CTX* ctx = ThreadCipherCtx();
+    int len = 0;
+    if (ctx == nullptr || Aes256Gcm() == nullptr || !FitsInt(ad, in) ||
+        EVP_EncryptInit_ex2(ctx, Aes256Gcm(), key_.data(), nonce.data(),
+                            nullptr) != 1 ||
+        EVP_EncryptUpdate(ctx, nullptr, &len, ad.data(),
+                          static_cast<int>(ad.size())) != 1 ||
+        EVP_EncryptUpdate(ctx, out, &len, in.data(),
+                          static_cast<int>(in.size())) != 1 ||
+        EVP_EncryptFinal_ex(ctx, out + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagSize, tag.data()) !=
+            1) {
+      return Status::IOError("AES-256-GCM encryption failed in OpenSSL");
+    }
+    return Status::Ok();
+  }
+
+  Status Decrypt(std::span<const uint8_t> nonce, std::span<const uint8_t> ad,
+                 std::span<const uint8_t> in,
+                 std::span<const uint8_t, kTagSize> tag,
+                 uint8_t* out) const override {
+    EVP_CIPHER_CTX* ctx = ThreadCipherCtx();
+    int len = 0;
+    // OpenSSL's SET_TAG takes a non-const pointer but only reads it.
+    auto* tag_ptr = const_cast<uint8_t*>(tag.data());
+    if (ctx == nullptr || Aes256Gcm() == nullptr || !FitsInt(ad, in) ||
+        EVP_DecryptInit_ex2(ctx, Aes256Gcm(), key_.data(), nonce.data(),
+                            nullptr) != 1 ||
+        EVP_DecryptUpdate(ctx, nullptr, &len, ad.data(),
+                          static_cast<int>(ad.size())) != 1 ||
+        EVP_DecryptUpdate(ctx, out, &len, in.data(),
+                          static_cast<int>(in.size())) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, kTagSize, tag_ptr) !=
+            1 ||
+        EVP_DecryptFinal_ex(ctx, out + len, &len) != 1) {
+      return Status::Corruption("authentication failed");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  static bool FitsInt(std::span<const uint8_t> ad,
+                      std::span<const uint8_t> in) {
+    return ad.size() <= INT_MAX && in.size() <= INT_MAX;
+  }
+
+  SecureBytes key_;
+};
+
+class XChaCha20Poly1305Aead : public Aead {
+ public:
+  explicit XChaCha20Poly1305Aead(SecureBytes key) : key_(std::move(key)) {}
+
+  CipherId cipher() const override { return CipherId::kXChaCha20Poly1305; }
+  size_t nonce_size() const override {
+    return crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
+  }
+
+  Status Encrypt(std::span<const uint8_t> nonce, std::span<const uint8_t> ad,
+                 std::span<const uint8_t> in, uint8_t* out,
+                 std::span<uint8_t, kTagSize> tag) const override {
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+        out, tag.data(), nullptr, in.data(), in.size(), ad.data(), ad.size(),
+        nullptr, nonce.data(), key_.data());
+    return Status::Ok();
+  }
+
+  Status Decrypt(std::span<const uint8_t> nonce, std::span<const uint8_t> ad,
+                 std::span<const uint8_t> in,
+                 std::span<const uint8_t, kTagSize> tag,
+                 uint8_t* out) const override {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+            out, nullptr, in.data(), in.size(), tag.data(), ad.data(),
+            ad.size(), nonce.data(), key_.data()) != 0) {
+      return Status::Corruption("authentication failed");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  SecureBytes key_;
+};
+
+}  // namespace
+
+void RandomBytes(std::span<uint8_t> out) {
+  EnsureSodiumInitialized();
+  randombytes_buf(out.data(), out.size());
+}
+
+std::string HexEncode(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
+std::string_view CipherName(CipherId cipher) {
+  switch (cipher) {
+    case CipherId::kAes256Gcm:
+      return "aes-256-gcm";
+    case CipherId::kXChaCha20Poly1305:
+      return "xchacha20-poly1305";
+  }
+  return "unknown";
+}
+
+Result<CipherId> ParseCipherName(std::string_view name) {
+  for (CipherId c : {CipherId::kAes256Gcm, CipherId::kXChaCha20Poly1305}) {
+    if (name == CipherName(c)) return c;
+  }
+  return Status::InvalidArgument(
+      "unknown cipher \"" + std::string(name) +
+      "\" (choose aes-256-gcm or xchacha20-poly1305)");
+}
+
+bool IsKnownCipher(uint8_t raw) {
+  return raw == static_cast<uint8_t>(CipherId::kAes256Gcm) ||
+         raw == static_cast<uint8_t>(CipherId::kXChaCha20Poly1305);
+}
+
+Result<SecureBytes> HkdfSha256(std::span<const uint8_t> ikm,
+                               std::span<const uint8_t> salt,
+                               std::string_view info, size_t out_len) {
+  if (out_len == 0 || out_len > 255 * 32) {
+    return Status::InvalidArgument("HKDF output length out of range");
+  }
+  const EVP_KDF* kdf = HkdfAlgorithm();
+  std::unique_ptr<EVP_KDF_CTX, EvpKdfCtxFree> ctx(
+      kdf ? EVP_KDF_CTX_new(const_cast<EVP_KDF*>(kdf)) : nullptr);
+  if (!ctx) return Status::IOError("HKDF is unavailable in OpenSSL");
+  // OSSL_PARAM wants mutable pointers; the KDF only reads them.
+  char digest[] = "SHA256";
+  auto mut = [](const void* p) { return const_cast<void*>(p); };
+  OSSL_PARAM params[5];
+  size_t n = 0;
+  params[n++] =
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+  params[n++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                                  mut(ikm.data()), ikm.size());
+  if (!salt.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(
+        OSSL_KDF_PARAM_SALT, mut(salt.data()), salt.size());
+  }
+  if (!info.empty()) {
+    params[n++] = OSSL_PARAM_construct_octet_string(
+        OSSL_KDF_PARAM_INFO, mut(info.data()), info.size());
+  }
+  params[n] = OSSL_PARAM_construct_end();
+  SecureBytes out(out_len);
+  if (EVP_KDF_derive(ctx.get(), out.data(), out.size(), params) != 1) {
+    return Status::IOError("HKDF derivation failed in OpenSSL");
+  }
+  return out;
+}
+
+Result<std::unique_ptr<Aead>> Aead::Create(CipherId cipher,
+                                           std::span<const uint8_t> key) {
+  if (key.size() != kKeySize) {
+    return Status::InvalidArgument("AEAD key must be 32 bytes");
+  }
+  switch (cipher) {
+    case CipherId::kAes256Gcm:
+      return std::unique_ptr<Aead>(
+          std::make_unique<Aes256GcmAead>(SecureBytes::CopyOf(key)));
+    case CipherId::kXChaCha20Poly1305:
+      return std::unique_ptr<Aead>(
+          std::make_unique<XChaCha20Poly1305Aead>(SecureBytes::CopyOf(key)));
+  }
+  return Status::InvalidArgument("unknown cipher id " +
+                                 std::to_string(static_cast<int>(cipher)));
+}
+
+}  // namespace enclavefs

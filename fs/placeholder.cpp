@@ -1,1 +1,0 @@
-// Replaced by the sealed-storage library.

@@ -1,0 +1,599 @@
+#include "fs/volume.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <unordered_set>
+
+#include "blockstore/protocol.h"
+#include "fs/crypto.h"
+
+namespace enclavefs {
+namespace {
+
+constexpr uint8_t kExtentPrefix = 0xE0;
+constexpr unsigned char kFirstReservedByte = 0x80;
+constexpr size_t kScanChunk = 1024;
+constexpr size_t kListPage = 4096;
+constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
+
+void AppendBe64(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+std::string Hex(std::string_view bytes) { return HexEncode(AsBytes(bytes)); }
+
+// Logs and returns a Corruption for a block that failed verification.
+Status BlockFailure(std::string_view kind, std::string_view name,
+                    std::string_view why) {
+  spdlog::error("volume: {} block {} {}", kind, Hex(name), why);
+  return Status::Corruption(std::string(kind) + " block " + Hex(name) + " " +
+                            std::string(why));
+}
+
+// The first key after every extent of `file`.
+std::string ExtentEnd(uint64_t file) {
+  return ExtentKey(file, 0).substr(0, 9) + std::string(9, '\xff');
+}
+
+uint64_t ExtentIndex(std::string_view key) {
+  uint64_t index = 0;
+  for (size_t i = 9; i < 17; ++i)
+    index = index << 8 | static_cast<uint8_t>(key[i]);
+  return index;
+}
+
+bool IsExtentKey(std::string_view key) {
+  return !key.empty() && static_cast<uint8_t>(key[0]) == kExtentPrefix;
+}
+
+}  // namespace
+
+std::string ExtentKey(uint64_t file, uint64_t index) {
+  std::string key(1, static_cast<char>(kExtentPrefix));
+  AppendBe64(key, file);
+  AppendBe64(key, index);
+  return key;
+}
+
+Status Volume::Format(BlockStore& store, std::string_view header_bytes,
+                      const VolumeKeys& keys) {
+  const std::string header_key(protocol::kPublicHeaderKey);
+  const std::vector<std::string> probe{header_key, std::string(kRootKey)};
+  EFS_ASSIGN_OR_RETURN(GetResult existing, store.Get(probe));
+  const Status formatted = Status::AlreadyExists("volume is already formatted");
+  if (existing[0] || existing[1]) return formatted;
+
+  auto sealer = keys.NewSealer();
+  RootRecord root;
+  root.uuid = keys.uuid();
+  root.generation = 1;
+  root.node_blocks = 1;
+  root.tree_root.name = sealer->NewBlockName();
+  EFS_ASSIGN_OR_RETURN(
+      SealedBlock leaf,
+      sealer->Seal(BlockKind::kNode, root.tree_root.name, Node{}.Encode()));
+  root.tree_root.tag = leaf.tag;
+  EFS_ASSIGN_OR_RETURN(SealedBlock sealed_root,
+                       sealer->Seal(BlockKind::kRoot, kRootKey, root.Encode()));
+  CommitBatch batch;
+  batch.puts = {{header_key, std::string(header_bytes)},
+                {root.tree_root.name, std::move(leaf.bytes)},
+                {std::string(kRootKey), std::move(sealed_root.bytes)}};
+  batch.condition = CommitCondition{std::string(kRootKey), std::nullopt};
+  batch.durable = true;
+  Status s = store.Commit(batch);
+  return s.code() == StatusCode::kConflict ? formatted : s;
+}
+
+Result<std::unique_ptr<Volume>> Volume::Open(std::shared_ptr<BlockStore> store,
+                                             std::unique_ptr<VolumeKeys> keys,
+                                             VolumeOptions options) {
+  if (options.dirty_limit_bytes == 0 ||
+      options.dirty_limit_bytes > kMaxDirtyLimit) {
+    return Status::InvalidArgument("dirty limit must be 1.." +
+                                   std::to_string(kMaxDirtyLimit) + " bytes");
+  }
+  const std::vector<std::string> wanted{std::string(protocol::kPublicHeaderKey),
+                                        std::string(kRootKey)};
+  EFS_ASSIGN_OR_RETURN(GetResult got, store->Get(wanted));
+  if (!got[0] && !got[1]) return Status::NotFound("volume is not formatted");
+  if (!got[0]) return BlockFailure("header", wanted[0], "is missing");
+  if (!got[1]) return BlockFailure("root", kRootKey, "is missing");
+
+  auto sealer = keys->NewSealer();
+  Result<std::string> plain = sealer->Open(BlockKind::kRoot, kRootKey, *got[1]);
+  if (!plain.ok())
+    return BlockFailure("root", kRootKey, plain.status().message());
+  Result<RootRecord> root = RootRecord::Decode(*plain);
+  if (!root.ok())
+    return BlockFailure("root", kRootKey, root.status().message());
+  if (root->uuid != keys->uuid()) {
+    return BlockFailure("root", kRootKey, "belongs to another volume");
+  }
+  const std::string hash = RootHash(*got[1]);
+  const uint64_t gen = root->generation;
+  if (options.expect_generation && *options.expect_generation != gen) {
+    return Status::Corruption("volume generation is " + std::to_string(gen) +
+                              ", expected " +
+                              std::to_string(*options.expect_generation));
+  }
+  if (options.anchor) {
+    EFS_ASSIGN_OR_RETURN(std::optional<AnchorState> anchored,
+                         options.anchor->Load());
+    if (anchored && anchored->generation > gen) {
+      spdlog::error("volume: rollback detected (root {} < anchor {})", gen,
+                    anchored->generation);
+      return Status::Corruption(
+          "volume was rolled back: host root generation " +
+          std::to_string(gen) + " is older than the trusted anchor " +
+          std::to_string(anchored->generation));
+    }
+    if (anchored && anchored->generation == gen &&
+        anchored->root_hash != hash) {
+      spdlog::error("volume: fork detected at generation {}", gen);
+      return Status::Corruption("volume was forked: host root generation " +
+                                std::to_string(gen) +
+                                " differs from the trusted anchor's root");
+    }
+    // A root newer than the anchor is a commit whose anchor update was lost.
+    if (!anchored || anchored->generation < gen) {
+      EFS_RETURN_IF_ERROR(options.anchor->Store(gen, hash));
+    }
+  }
+  std::string root_sealed = std::move(*got[1]);
+  return std::unique_ptr<Volume>(
+      new Volume(std::move(store), std::move(keys), std::move(sealer),
+                 std::move(options), std::move(*root), std::move(root_sealed)));
+}
+
+Volume::Volume(std::shared_ptr<BlockStore> store,
+               std::unique_ptr<VolumeKeys> keys, std::unique_ptr<Sealer> sealer,
+               VolumeOptions options, RootRecord root, std::string root_sealed)
+    : store_(std::move(store)),
+      keys_(std::move(keys)),
+      sealer_(std::move(sealer)),
+      options_(std::move(options)),
+      cache_(options_.cache_bytes),
+      tree_(*this, sealer_->Capacity(BlockKind::kNode), root.tree_root,
+            root.tree_height),
+      root_(std::move(root)),
+      root_sealed_(std::move(root_sealed)),
+      next_id_(root_.next_id) {
+  if (options_.commit_interval.count() > 0) {
+    timer_ = std::thread([this] { TimerLoop(); });
+  }
+}
+
+Volume::~Volume() {
+  {
+    std::lock_guard lock(timer_mu_);
+    stopping_ = true;
+  }
+  timer_cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+}
+
+void Volume::TimerLoop() {
+  std::unique_lock lock(timer_mu_);
+  while (!timer_cv_.wait_for(lock, options_.commit_interval,
+                             [this] { return stopping_; })) {
+    lock.unlock();
+    Status s = Commit(false);
+    if (!s.ok()) spdlog::warn("volume: timed commit failed: {}", s.ToString());
+    lock.lock();
+  }
+}
+
+Status Volume::CheckWritable() const { return failed_; }
+
+Status Volume::CheckUserKey(std::string_view key) const {
+  if (key.empty() || key.size() > kMaxTreeKeySize) {
+    return Status::InvalidArgument("key must be 1.." +
+                                   std::to_string(kMaxTreeKeySize) + " bytes");
+  }
+  if (static_cast<unsigned char>(key[0]) >= kFirstReservedByte) {
+    return Status::InvalidArgument(
+        "keys starting with 0x80..0xFF are reserved");
+  }
+  return Status::Ok();
+}
+
+uint32_t Volume::block_size() const {
+  return static_cast<uint32_t>(sealer_->Capacity(BlockKind::kData));
+}
+
+size_t Volume::max_value_size() const {
+  return sealer_->Capacity(BlockKind::kNode) / 4;
+}
+
+Result<std::optional<std::string>> Volume::Get(std::string_view key) {
+  EFS_RETURN_IF_ERROR(CheckUserKey(key));
+  std::shared_lock lock(mu_);
+  return tree_.Get(key);
+}
+
+Status Volume::Put(std::string_view key, std::string_view value) {
+  EFS_RETURN_IF_ERROR(CheckUserKey(key));
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CheckWritable());
+  EFS_RETURN_IF_ERROR(tree_.Put(key, value));
+  dirty_ = true;
+  return MaybeCommitLocked();
+}
+
+Status Volume::Delete(std::string_view key) {
+  EFS_RETURN_IF_ERROR(CheckUserKey(key));
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CheckWritable());
+  EFS_ASSIGN_OR_RETURN(bool existed, tree_.Delete(key));
+  dirty_ = dirty_ || existed;
+  return MaybeCommitLocked();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Volume::Scan(
+    std::string_view start, std::string_view end, size_t limit) {
+  const std::string user_end(1, static_cast<char>(kFirstReservedByte));
+  if (end.empty() || end > user_end) end = user_end;
+  std::shared_lock lock(mu_);
+  return tree_.Scan(start, end, limit);
+}
+
+Result<uint64_t> Volume::NextId() {
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CheckWritable());
+  dirty_ = true;
+  return next_id_++;
+}
+
+void Volume::Retire(const std::string& name) {
+  if (auto it = pending_.find(name); it != pending_.end()) {
+    pending_bytes_ -= it->second.sealed.size();
+    pending_.erase(it);
+    return;
+  }
+  retired_data_.push_back(name);
+  cache_.Erase(name);
+}
+
+Status Volume::WriteData(uint64_t file, uint64_t index,
+                         std::string_view bytes) {
+  if (bytes.size() > block_size()) {
+    return Status::InvalidArgument("data block of " +
+                                   std::to_string(bytes.size()) +
+                                   " bytes exceeds the block capacity");
+  }
+  const std::string key = ExtentKey(file, index);
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CheckWritable());
+  EFS_ASSIGN_OR_RETURN(std::optional<std::string> old, tree_.Get(key));
+  std::string name = sealer_->NewBlockName();
+  EFS_ASSIGN_OR_RETURN(SealedBlock sealed,
+                       sealer_->Seal(BlockKind::kData, name, bytes));
+  EFS_RETURN_IF_ERROR(tree_.Put(key, BlockPtr{name, sealed.tag}.Encode()));
+  if (old) {
+    EFS_ASSIGN_OR_RETURN(BlockPtr old_ptr, BlockPtr::Decode(*old));
+    Retire(old_ptr.name);
+  }
+  pending_bytes_ += sealed.bytes.size();
+  pending_[std::move(name)] =
+      PendingData{std::move(sealed.bytes), sealed.tag,
+                  std::make_shared<const std::string>(bytes)};
+  dirty_ = true;
+  return MaybeCommitLocked();
+}
+
+Status Volume::DeleteData(uint64_t file, uint64_t first_index) {
+  const std::string end = ExtentEnd(file);
+  std::string start = ExtentKey(file, first_index);
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CheckWritable());
+  while (true) {
+    EFS_ASSIGN_OR_RETURN(auto extents, tree_.Scan(start, end, kScanChunk));
+    if (extents.empty()) break;
+    for (const auto& [key, value] : extents) {
+      EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(value));
+      EFS_RETURN_IF_ERROR(tree_.Delete(key).status());
+      Retire(ptr.name);
+      dirty_ = true;
+    }
+    start = extents.back().first + '\0';
+  }
+  return MaybeCommitLocked();
+}
+
+Result<std::vector<uint64_t>> Volume::ListData(uint64_t file,
+                                               uint64_t first_index,
+                                               uint64_t end_index,
+                                               size_t limit) {
+  std::vector<uint64_t> indices;
+  if (end_index <= first_index) return indices;
+  std::shared_lock lock(mu_);
+  EFS_ASSIGN_OR_RETURN(auto extents,
+                       tree_.Scan(ExtentKey(file, first_index),
+                                  ExtentKey(file, end_index), limit));
+  indices.reserve(extents.size());
+  for (const auto& [key, value] : extents) indices.push_back(ExtentIndex(key));
+  return indices;
+}
+
+Result<std::optional<std::string>> Volume::ReadData(uint64_t file,
+                                                    uint64_t index) {
+  std::shared_lock lock(mu_);
+  EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                       tree_.Get(ExtentKey(file, index)));
+  if (!value) return std::optional<std::string>();
+  EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
+  EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
+                       LoadData(ptr, file, index));
+  return std::optional<std::string>(*data);
+}
+
+Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
+                                                            uint64_t file,
+                                                            uint64_t index) {
+  bool sequential;
+  {
+    std::lock_guard lock(readahead_mu_);
+    auto [it, inserted] = last_read_.try_emplace(file, index);
+    sequential = !inserted && it->second + 1 == index;
+    it->second = index;
+    // Forget old files rather than grow without bound.
+    if (last_read_.size() > 4096) last_read_.clear();
+  }
+  if (auto it = pending_.find(ptr.name); it != pending_.end()) {
+    return it->second.plain;
+  }
+  if (auto cached = cache_.GetData(ptr)) return cached;
+  std::vector<BlockPtr> ptrs{ptr};
+  const size_t ahead = options_.readahead_blocks;
+  if (sequential && ahead > 0 &&
+      index < std::numeric_limits<uint64_t>::max() - ahead) {
+    EFS_ASSIGN_OR_RETURN(auto extents,
+                         tree_.Scan(ExtentKey(file, index + 1),
+                                    ExtentKey(file, index + 1 + ahead), ahead));
+    for (const auto& [key, value] : extents) {
+      EFS_ASSIGN_OR_RETURN(BlockPtr next, BlockPtr::Decode(value));
+      if (!pending_.count(next.name) && !cache_.Contains(next)) {
+        ptrs.push_back(std::move(next));
+      }
+    }
+  }
+  return FetchData(ptrs);
+}
+
+Result<std::shared_ptr<const std::string>> Volume::FetchData(
+    const std::vector<BlockPtr>& ptrs) {
+  std::vector<std::string> names;
+  names.reserve(ptrs.size());
+  for (const auto& ptr : ptrs) names.push_back(ptr.name);
+  EFS_ASSIGN_OR_RETURN(GetResult got, store_->Get(names));
+  std::shared_ptr<const std::string> first;
+  for (size_t i = 0; i < ptrs.size(); ++i) {
+    Status failure;
+    if (!got[i]) {
+      failure = BlockFailure("data", ptrs[i].name, "is missing");
+    } else {
+      Result<std::string> plain =
+          sealer_->Open(BlockKind::kData, ptrs[i].name, *got[i], &ptrs[i].tag);
+      if (plain.ok()) {
+        auto data = std::make_shared<const std::string>(std::move(*plain));
+        cache_.PutData(ptrs[i], data);
+        if (i == 0) first = std::move(data);
+        continue;
+      }
+      failure = BlockFailure("data", ptrs[i].name, plain.status().message());
+    }
+    if (i == 0) return failure;
+  }
+  return first;
+}
+
+Result<std::shared_ptr<const Node>> Volume::LoadNode(const BlockPtr& ptr,
+                                                     uint8_t level) {
+  std::shared_ptr<const Node> node = cache_.GetNode(ptr);
+  if (!node) {
+    EFS_ASSIGN_OR_RETURN(
+        GetResult got, store_->Get(std::span<const std::string>(&ptr.name, 1)));
+    if (!got[0]) return BlockFailure("node", ptr.name, "is missing");
+    Result<std::string> plain =
+        sealer_->Open(BlockKind::kNode, ptr.name, *got[0], &ptr.tag);
+    if (!plain.ok())
+      return BlockFailure("node", ptr.name, plain.status().message());
+    Result<Node> decoded = Node::Decode(*plain);
+    if (!decoded.ok()) {
+      return BlockFailure("node", ptr.name, decoded.status().message());
+    }
+    node = std::make_shared<const Node>(std::move(*decoded));
+    cache_.PutNode(ptr, node, keys_->node_size());
+  }
+  if (node->level != level) {
+    return BlockFailure("node", ptr.name, "is at the wrong tree level");
+  }
+  return node;
+}
+
+size_t Volume::DirtyBytesLocked() const {
+  return pending_bytes_ + tree_.dirty_nodes() * keys_->node_size();
+}
+
+size_t Volume::dirty_bytes() const {
+  std::shared_lock lock(mu_);
+  return DirtyBytesLocked();
+}
+
+Status Volume::MaybeCommitLocked() {
+  if (DirtyBytesLocked() < options_.dirty_limit_bytes) return Status::Ok();
+  return CommitLocked(false);
+}
+
+Status Volume::Commit(bool durable) {
+  std::unique_lock lock(mu_);
+  return CommitLocked(durable);
+}
+
+Status Volume::CommitLocked(bool durable) {
+  EFS_RETURN_IF_ERROR(failed_);
+  if (!dirty_) return Status::Ok();
+  EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));
+  RootRecord next = root_;
+  ++next.generation;
+  next.tree_root = flushed.root;
+  next.tree_height = flushed.height;
+  next.next_id = next_id_;
+  next.node_blocks += flushed.puts.size() - tree_.retired().size();
+  next.data_blocks += pending_.size() - retired_data_.size();
+  EFS_ASSIGN_OR_RETURN(
+      SealedBlock sealed_root,
+      sealer_->Seal(BlockKind::kRoot, kRootKey, next.Encode()));
+
+  CommitBatch batch;
+  batch.puts = std::move(flushed.puts);
+  for (const auto& [name, pending] : pending_) {
+    batch.puts.emplace_back(name, pending.sealed);
+  }
+  batch.puts.emplace_back(std::string(kRootKey), sealed_root.bytes);
+  // Deletes beyond the per-request key limit go out after the root moved.
+  std::vector<std::string> deletes = tree_.retired();
+  deletes.insert(deletes.end(), retired_data_.begin(), retired_data_.end());
+  const size_t room =
+      kMaxBatchKeys > batch.puts.size() ? kMaxBatchKeys - batch.puts.size() : 0;
+  const size_t now = std::min(room, deletes.size());
+  batch.deletes.assign(deletes.begin(), deletes.begin() + now);
+  batch.condition = CommitCondition{std::string(kRootKey), root_sealed_};
+  batch.durable = durable || options_.anchor != nullptr;
+
+  Status sent = SendBatch(batch, sealed_root.bytes);
+  if (sent.code() == StatusCode::kConflict) {
+    failed_ = Status::Conflict(
+        "root record changed under this mount (another writer or a host "
+        "rollback); the volume is now read-only");
+    spdlog::error("volume: commit of generation {} refused: {}",
+                  next.generation, failed_.message());
+    return failed_;
+  }
+  EFS_RETURN_IF_ERROR(sent);
+
+  tree_.MarkClean(
+      [this](const BlockPtr& ptr, std::shared_ptr<const Node> node) {
+        cache_.PutNode(ptr, std::move(node), keys_->node_size());
+      });
+  for (auto& [name, pending] : pending_) {
+    cache_.PutData(BlockPtr{name, pending.tag}, std::move(pending.plain));
+  }
+  pending_.clear();
+  pending_bytes_ = 0;
+  retired_data_.clear();
+  root_ = next;
+  root_sealed_ = std::move(sealed_root.bytes);
+  dirty_ = false;
+
+  for (size_t i = now; i < deletes.size(); i += kMaxBatchKeys) {
+    CommitBatch more;
+    more.deletes.assign(
+        deletes.begin() + i,
+        deletes.begin() + std::min(deletes.size(), i + kMaxBatchKeys));
+    Status s = store_->Commit(more);
+    if (!s.ok()) {
+      spdlog::warn(
+          "volume: {} superseded blocks left for garbage collection: {}",
+          deletes.size() - i, s.ToString());
+      break;
+    }
+  }
+  if (options_.anchor) {
+    Status anchored =
+        options_.anchor->Store(root_.generation, RootHash(root_sealed_));
+    if (!anchored.ok()) {
+      spdlog::error(
+          "volume: generation {} committed but the anchor was not updated: {}",
+          root_.generation, anchored.ToString());
+      return anchored.WithContext(
+          "commit applied but the anchor update failed");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Volume::SendBatch(CommitBatch& batch, const std::string& new_root) {
+  Status s = store_->Commit(batch);
+  if (s.code() != StatusCode::kUnavailable) return s;
+  // The outcome is unknown: the host's current root tells which it was.
+  const std::string key(kRootKey);
+  Result<GetResult> got = store_->Get(std::span<const std::string>(&key, 1));
+  if (!got.ok() || !(*got)[0]) return s;
+  if (*(*got)[0] == new_root) return Status::Ok();
+  if (*(*got)[0] == root_sealed_) return s;
+  return Status::Conflict("root record changed during an interrupted commit");
+}
+
+Result<GcReport> Volume::CollectGarbage() {
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CommitLocked(true));
+  GcReport report;
+  EFS_ASSIGN_OR_RETURN(std::vector<std::string> garbage,
+                       ListUnreferencedLocked(report));
+  // Guarded by the root: if another writer moved it, nothing is deleted.
+  for (size_t i = 0; i < garbage.size(); i += kMaxBatchKeys) {
+    CommitBatch batch;
+    batch.deletes.assign(
+        garbage.begin() + i,
+        garbage.begin() + std::min(garbage.size(), i + kMaxBatchKeys));
+    batch.condition = CommitCondition{std::string(kRootKey), root_sealed_};
+    EFS_RETURN_IF_ERROR(store_->Commit(batch));
+    report.deleted_blocks += batch.deletes.size();
+  }
+  spdlog::info("volume: garbage collection deleted {} of {} blocks",
+               report.deleted_blocks, report.scanned_keys);
+  return report;
+}
+
+Result<std::vector<std::string>> Volume::ListUnreferenced() {
+  std::unique_lock lock(mu_);
+  GcReport report;
+  return ListUnreferencedLocked(report);
+}
+
+Result<std::vector<std::string>> Volume::ListUnreferencedLocked(
+    GcReport& report) {
+  std::unordered_set<std::string> reachable;
+  Status walked = tree_.Walk(
+      [&](uint8_t, const BlockPtr& ptr) { reachable.insert(ptr.name); },
+      [&](const std::string& key, const std::string& value) {
+        if (!IsExtentKey(key)) return;
+        if (auto ptr = BlockPtr::Decode(value); ptr.ok())
+          reachable.insert(ptr->name);
+      });
+  EFS_RETURN_IF_ERROR(walked);
+  report.reachable_blocks = reachable.size();
+
+  std::vector<std::string> garbage;
+  std::string after;
+  while (true) {
+    EFS_ASSIGN_OR_RETURN(KeyPage page, store_->ListKeys(after, kListPage));
+    for (auto& key : page.keys) {
+      ++report.scanned_keys;
+      if (key != protocol::kPublicHeaderKey && key != kRootKey &&
+          !reachable.count(key)) {
+        garbage.push_back(key);
+      }
+    }
+    if (!page.more || page.keys.empty()) break;
+    after = page.keys.back();
+  }
+  return garbage;
+}
+
+uint64_t Volume::generation() const {
+  std::shared_lock lock(mu_);
+  return root_.generation;
+}
+
+std::string Volume::root_hash() const {
+  std::shared_lock lock(mu_);
+  return RootHash(root_sealed_);
+}
+
+}  // namespace enclavefs

@@ -1,0 +1,206 @@
+// Volume: the authenticated, copy-on-write key/value and data-block store of
+// one EnclaveFS volume, on top of an untrusted BlockStore.
+//
+// Host keys: "header" (H4a's volume header), "root" (the sealed root record)
+// and 16-byte opaque names, each written once, for tree nodes and data
+// blocks. One BTree holds all metadata; data blocks are separate sealed
+// blocks referenced from the tree by extent keys. Every block read is checked
+// against the tag its parent recorded, and the root record is replaced with a
+// compare-and-swap on its exact bytes, so any alteration, swap, replay,
+// deletion or rollback by the host surfaces as Corruption (reads) or
+// Conflict (commits), never as wrong data. docs/design.md explains the
+// protocol; docs/format.md the byte layouts.
+//
+// Key space of Get/Put/Delete/Scan: keys whose first byte is 0x00..0x7F
+// belong to the caller (the FS layer); 0x80..0xFF are reserved (0xE0 holds
+// extents) and rejected with InvalidArgument.
+//
+// Changes are buffered in memory until Commit (explicit, when the dirty bytes
+// pass dirty_limit_bytes, or by the timer every commit_interval). Dropping a
+// Volume does NOT commit: uncommitted changes vanish as in a crash. After a
+// commit Conflict (another writer, or the host moved the root) the volume is
+// failed: every later write and commit returns that Conflict; reads go on.
+//
+// Thread safety: every method is safe to call concurrently. One
+// shared_mutex: reads take it shared, writes and commits exclusive. Lock
+// order: mu_ -> readahead_mu_ -> NodeCache's mutex; the timer thread only
+// calls Commit. Known limitation: Commit holds mu_ exclusively while the
+// host applies the batch, so writers (and readers) wait for the round trip.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "blockstore/block_store.h"
+#include "fs/anchor.h"
+#include "fs/btree.h"
+#include "fs/node_cache.h"
+#include "fs/root_record.h"
+#include "fs/volume_keys.h"
+
+namespace enclavefs {
+
+// Largest dirty_limit_bytes accepted: keeps one commit batch well under the
+// wire's 64 MiB payload limit.
+inline constexpr size_t kMaxDirtyLimit = 32u << 20;
+
+struct VolumeOptions {
+  size_t cache_bytes = 64u << 20;
+  size_t dirty_limit_bytes = 16u << 20;
+  std::chrono::milliseconds commit_interval{5000};  // 0 disables the timer
+  size_t readahead_blocks = 8;                      // 0 disables read-ahead
+  std::optional<uint64_t> expect_generation;
+  std::shared_ptr<Anchor> anchor;  // optional
+};
+
+struct GcReport {
+  uint64_t scanned_keys = 0;      // host keys listed
+  uint64_t reachable_blocks = 0;  // nodes + data blocks of the current root
+  uint64_t deleted_blocks = 0;    // unreferenced blocks removed
+};
+
+class Volume : private NodeLoader {
+ public:
+  // Stores `header_bytes` and an empty volume (generation 1), the root
+  // written on condition that it is absent. AlreadyExists "volume is already
+  // formatted" if "header" or "root" exists; the store's error otherwise.
+  static Status Format(BlockStore& store, std::string_view header_bytes,
+                       const VolumeKeys& keys);
+
+  // Reads "header" and "root" only. NotFound if the volume is not formatted;
+  // Corruption if the root fails authentication, belongs to another volume,
+  // or is older than / forked from the anchor; InvalidArgument for bad
+  // options or a generation other than options.expect_generation.
+  static Result<std::unique_ptr<Volume>> Open(std::shared_ptr<BlockStore> store,
+                                              std::unique_ptr<VolumeKeys> keys,
+                                              VolumeOptions options);
+
+  ~Volume() override;
+  Volume(const Volume&) = delete;
+  Volume& operator=(const Volume&) = delete;
+
+  // Metadata. Get: nullopt if absent. Put: InvalidArgument for a reserved or
+  // oversized key (> 512 B) or a value over max_value_size().
+  Result<std::optional<std::string>> Get(std::string_view key);
+  Status Put(std::string_view key, std::string_view value);
+  // Removing an absent key is not an error.
+  Status Delete(std::string_view key);
+  // Entries with start <= key < end ("" = up to the end of the caller's key
+  // space), at most `limit`. Next page: start = last key + '\0'.
+  Result<std::vector<std::pair<std::string, std::string>>> Scan(
+      std::string_view start, std::string_view end, size_t limit);
+
+  // Data blocks of file `file`. ReadData: nullopt for a hole. WriteData:
+  // InvalidArgument if bytes exceed block_size(). DeleteData drops every
+  // block with index >= first_index. ListData: indices of the stored blocks
+  // in [first_index, end_index), ascending, at most `limit`; reads only
+  // tree nodes, never data blocks.
+  Result<std::optional<std::string>> ReadData(uint64_t file, uint64_t index);
+  Status WriteData(uint64_t file, uint64_t index, std::string_view bytes);
+  Status DeleteData(uint64_t file, uint64_t first_index);
+  Result<std::vector<uint64_t>> ListData(uint64_t file, uint64_t first_index,
+                                         uint64_t end_index, size_t limit);
+
+  // Makes all changes so far one atomic new generation on the host (durable:
+  // fsync'd there; with an anchor every commit is durable). No-op when
+  // nothing changed. Conflict fails the volume (see above).
+  Status Commit(bool durable);
+
+  // A persistent counter (starts at 1), committed with the next commit.
+  Result<uint64_t> NextId();
+
+  // Commits, then deletes every host block the current root does not reach.
+  Result<GcReport> CollectGarbage();
+  // CollectGarbage's dry run, for fsck: commits and deletes nothing, walks
+  // the committed tree (loading, so verifying, every node) and returns the
+  // host keys it does not reach, "header" and "root" aside.
+  // InvalidArgument if changes await a commit; Corruption at the first node
+  // that fails verification.
+  Result<std::vector<std::string>> ListUnreferenced();
+
+  uint64_t generation() const;
+  // BLAKE2b-256 of the sealed root record bytes, lowercase hex.
+  std::string root_hash() const;
+  // Bytes a data block holds: the volume's sealed block size minus the
+  // 4-byte length prefix of the sealed layout (docs/format.md), e.g. 65532
+  // for 64 KiB blocks. Callers split files into blocks of this size.
+  uint32_t block_size() const;
+  size_t max_value_size() const;
+  // Bytes of sealed state waiting for the next commit.
+  size_t dirty_bytes() const;
+
+ private:
+  struct PendingData {
+    std::string sealed;
+    Tag tag;
+    std::shared_ptr<const std::string> plain;
+  };
+
+  Volume(std::shared_ptr<BlockStore> store, std::unique_ptr<VolumeKeys> keys,
+         std::unique_ptr<Sealer> sealer, VolumeOptions options, RootRecord root,
+         std::string root_sealed);
+
+  Status CheckWritable() const;
+  Status CheckUserKey(std::string_view key) const;
+  // Commits if the dirty bytes passed the limit. REQUIRES mu_ exclusive.
+  Status MaybeCommitLocked();
+  Status CommitLocked(bool durable);
+  // Host keys the committed tree does not reach. REQUIRES mu_ held.
+  Result<std::vector<std::string>> ListUnreferencedLocked(GcReport& report);
+  Status SendBatch(CommitBatch& batch, const std::string& new_root);
+  size_t DirtyBytesLocked() const;
+  void Retire(const std::string& name);
+  Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
+                                                      uint64_t file,
+                                                      uint64_t index);
+  // Fetches `ptrs` in one Get, verifies and caches them; returns the
+  // plaintext of ptrs[0]. Failures of the others (read-ahead) only skip them.
+  Result<std::shared_ptr<const std::string>> FetchData(
+      const std::vector<BlockPtr>& ptrs);
+  // NodeLoader: cache, else one Get verified against ptr.tag.
+  Result<std::shared_ptr<const Node>> LoadNode(const BlockPtr& ptr,
+                                               uint8_t level) override;
+  void TimerLoop();
+
+  const std::shared_ptr<BlockStore> store_;
+  const std::unique_ptr<VolumeKeys> keys_;
+  const std::unique_ptr<Sealer> sealer_;
+  const VolumeOptions options_;
+  NodeCache cache_;
+
+  mutable std::shared_mutex mu_;
+  BTree tree_;                                  // GUARDED_BY(mu_)
+  RootRecord root_;                             // committed; GUARDED_BY(mu_)
+  std::string root_sealed_;                     // GUARDED_BY(mu_)
+  std::map<std::string, PendingData> pending_;  // GUARDED_BY(mu_)
+  size_t pending_bytes_ = 0;                    // GUARDED_BY(mu_)
+  std::vector<std::string> retired_data_;       // GUARDED_BY(mu_)
+  uint64_t next_id_;                            // GUARDED_BY(mu_)
+  bool dirty_ = false;                          // GUARDED_BY(mu_)
+  Status failed_;                               // GUARDED_BY(mu_)
+
+  std::mutex readahead_mu_;
+  std::unordered_map<uint64_t, uint64_t> last_read_;  // file -> index
+
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  bool stopping_ = false;  // GUARDED_BY(timer_mu_)
+  std::thread timer_;
+};
+
+// The extent key of (file, index): 0xE0, file u64 BE, index u64 BE.
+std::string ExtentKey(uint64_t file, uint64_t index);
+
+}  // namespace enclavefs

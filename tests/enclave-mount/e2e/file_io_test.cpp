@@ -1,0 +1,236 @@
+// End-to-end: file data syscalls on a real enclavefs mount (open, read,
+// write, positioned I/O, append, holes, large offsets, truncate, fallocate,
+// fsync, shared mmap, statfs).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "tests/enclave-mount/e2e/mounted_volume_test.h"
+
+namespace enclavefs::e2e {
+namespace {
+
+constexpr off_t kMiB = 1 << 20;
+constexpr off_t kGiB = off_t{1} << 30;
+
+using FileIoTest = MountedVolumeTest;
+
+std::string PreadString(int fd, size_t size, off_t offset) {
+  std::string out(size, '\0');
+  const ssize_t n = pread(fd, out.data(), size, offset);
+  out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  return out;
+}
+
+bool PwriteAll(int fd, const std::string& data, off_t offset) {
+  return pwrite(fd, data.data(), data.size(), offset) ==
+         static_cast<ssize_t>(data.size());
+}
+
+TEST_F(FileIoTest, givenNewFile_whenCreatWriteAndRead_thenContentRoundTrips) {
+  const std::string data = PatternBytes(1, 300000);  // several data blocks
+  {
+    UniqueFd fd(creat(P("f").c_str(), 0644));
+    ASSERT_TRUE(fd.ok()) << std::strerror(errno);
+    ASSERT_EQ(write(fd.get(), data.data(), data.size()),
+              static_cast<ssize_t>(data.size()));
+  }
+  EXPECT_EQ(ReadFile(P("f")), data);
+  struct stat st {};
+  ASSERT_EQ(stat(P("f").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_size, static_cast<off_t>(data.size()));
+}
+
+TEST_F(FileIoTest, givenOpenFlags_whenMisused_thenErrnoMatchesPosix) {
+  EXPECT_EQ(Errno(open(P("missing").c_str(), O_RDONLY)), ENOENT);
+  ASSERT_TRUE(WriteFileSynced(P("f"), "x"));
+  EXPECT_EQ(Errno(open(P("f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644)),
+            EEXIST);
+  ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
+  EXPECT_EQ(Errno(open(P("d").c_str(), O_WRONLY)), EISDIR);
+  EXPECT_EQ(Errno(open(P("f/sub").c_str(), O_RDONLY)), ENOTDIR);
+  EXPECT_EQ(Errno(open(P(std::string(256, 'n')).c_str(), O_CREAT | O_WRONLY,
+                       0644)),
+            ENAMETOOLONG);
+  UniqueFd read_only(open(P("f").c_str(), O_RDONLY));
+  ASSERT_TRUE(read_only.ok());
+  EXPECT_EQ(Errno(write(read_only.get(), "y", 1)), EBADF);
+}
+
+TEST_F(FileIoTest, givenExistingFile_whenOpenedWithTrunc_thenItIsEmptied) {
+  ASSERT_TRUE(WriteFileSynced(P("f"), PatternBytes(2, 100000)));
+  UniqueFd fd(open(P("f").c_str(), O_WRONLY | O_TRUNC));
+  ASSERT_TRUE(fd.ok());
+  struct stat st {};
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_size, 0);
+  EXPECT_EQ(ReadFile(P("f")), "");
+}
+
+TEST_F(FileIoTest, givenFile_whenPwriteAcrossBlockBoundaries_thenPreadSeesIt) {
+  UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.ok());
+  const std::string base = PatternBytes(3, 200000);
+  ASSERT_TRUE(PwriteAll(fd.get(), base, 0));
+  // Straddles the 64 KiB data-block boundary and a second one later.
+  const std::string patch1 = PatternBytes(4, 100);
+  const std::string patch2 = PatternBytes(5, 70000);
+  ASSERT_TRUE(PwriteAll(fd.get(), patch1, 65500));
+  ASSERT_TRUE(PwriteAll(fd.get(), patch2, 120000));
+  ASSERT_EQ(fsync(fd.get()), 0);
+  std::string expected = base;
+  expected.replace(65500, patch1.size(), patch1);
+  expected.resize(std::max<size_t>(expected.size(), 120000 + patch2.size()));
+  expected.replace(120000, patch2.size(), patch2);
+  Remount();
+  UniqueFd again(open(P("f").c_str(), O_RDONLY));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(PreadString(again.get(), 100, 65500), patch1);
+  EXPECT_EQ(PreadString(again.get(), expected.size() + 10, 0), expected);
+  EXPECT_EQ(PreadString(again.get(), 10, expected.size() + 5), "");  // EOF
+}
+
+TEST_F(FileIoTest, givenAppendMode_whenWriting_thenDataGoesToTheEnd) {
+  ASSERT_TRUE(WriteFileSynced(P("log"), "first\n"));
+  {
+    UniqueFd fd(open(P("log").c_str(), O_WRONLY | O_APPEND));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_EQ(lseek(fd.get(), 0, SEEK_SET), 0);
+    ASSERT_EQ(write(fd.get(), "second\n", 7), 7);
+    ASSERT_EQ(write(fd.get(), "third\n", 6), 6);
+  }
+  EXPECT_EQ(ReadFile(P("log")), "first\nsecond\nthird\n");
+}
+
+TEST_F(FileIoTest, givenSparseFile_whenReadingHoles_thenZerosAndFewBlocks) {
+  constexpr off_t kEnd = 10 * kMiB;
+  {
+    UniqueFd fd(open(P("sparse").c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_TRUE(PwriteAll(fd.get(), "head", 0));
+    ASSERT_TRUE(PwriteAll(fd.get(), "tail", kEnd));
+    ASSERT_EQ(fsync(fd.get()), 0);
+  }
+  Remount();
+  UniqueFd fd(open(P("sparse").c_str(), O_RDONLY));
+  ASSERT_TRUE(fd.ok());
+  struct stat st {};
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_size, kEnd + 4);
+  EXPECT_LT(st.st_blocks * 512, st.st_size);
+  EXPECT_EQ(PreadString(fd.get(), 1 << 20, 4 * kMiB),
+            std::string(1 << 20, '\0'));
+  EXPECT_EQ(PreadString(fd.get(), 8, kEnd - 4),
+            std::string(4, '\0') + "tail");
+  EXPECT_EQ(PreadString(fd.get(), 4, 0), "head");
+}
+
+TEST_F(FileIoTest, givenFile_whenPwriteAtFiveGiB_thenSizeAndDataAreRight) {
+  const off_t offset = 5 * kGiB;
+  const std::string data = PatternBytes(6, 5000);
+  {
+    UniqueFd fd(open(P("big").c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_TRUE(PwriteAll(fd.get(), data, offset));
+    ASSERT_EQ(fsync(fd.get()), 0);
+  }
+  Remount();
+  UniqueFd fd(open(P("big").c_str(), O_RDONLY));
+  ASSERT_TRUE(fd.ok());
+  struct stat st {};
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_size, offset + static_cast<off_t>(data.size()));
+  EXPECT_EQ(PreadString(fd.get(), data.size(), offset), data);
+  EXPECT_EQ(PreadString(fd.get(), 4096, 4 * kGiB), std::string(4096, '\0'));
+}
+
+TEST_F(FileIoTest, givenFile_whenTruncatedDownThenUp_thenOldBytesStayGone) {
+  const std::string data = PatternBytes(7, 200000);
+  ASSERT_TRUE(WriteFileSynced(P("f"), data));
+  ASSERT_EQ(truncate(P("f").c_str(), 70000), 0);  // mid second block
+  EXPECT_EQ(ReadFile(P("f")), data.substr(0, 70000));
+  ASSERT_EQ(truncate(P("f").c_str(), 150000), 0);
+  std::string expected = data.substr(0, 70000) + std::string(80000, '\0');
+  EXPECT_EQ(ReadFile(P("f")), expected);
+  Remount();
+  EXPECT_EQ(ReadFile(P("f")), expected);
+  EXPECT_EQ(Errno(truncate(P("missing").c_str(), 0)), ENOENT);
+  ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
+  EXPECT_EQ(Errno(truncate(P("d").c_str(), 0)), EISDIR);
+}
+
+TEST_F(FileIoTest, givenFile_whenFallocateDefaultMode_thenSizeGrowsWithZeros) {
+  UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.ok());
+  ASSERT_TRUE(PwriteAll(fd.get(), "abc", 0));
+  ASSERT_EQ(fallocate(fd.get(), 0, 0, 3 * kMiB), 0) << std::strerror(errno);
+  struct stat st {};
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_size, 3 * kMiB);
+  EXPECT_EQ(PreadString(fd.get(), 3, 0), "abc");
+  EXPECT_EQ(PreadString(fd.get(), 4096, 2 * kMiB), std::string(4096, '\0'));
+  // KEEP_SIZE within the size changes nothing visible either.
+  ASSERT_EQ(fallocate(fd.get(), FALLOC_FL_KEEP_SIZE, 0, kMiB), 0);
+  ASSERT_EQ(fstat(fd.get(), &st), 0);
+  EXPECT_EQ(st.st_size, 3 * kMiB);
+}
+
+TEST_F(FileIoTest, givenWrites_whenFsyncAndFdatasync_thenTheySucceedAndPersist) {
+  UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
+  ASSERT_TRUE(fd.ok());
+  ASSERT_TRUE(PwriteAll(fd.get(), "one", 0));
+  EXPECT_EQ(fsync(fd.get()), 0);
+  ASSERT_TRUE(PwriteAll(fd.get(), "two", 3));
+  EXPECT_EQ(fdatasync(fd.get()), 0);
+  UniqueFd dir(open(P("").c_str(), O_RDONLY | O_DIRECTORY));
+  ASSERT_TRUE(dir.ok());
+  EXPECT_EQ(fsync(dir.get()), 0);
+  // The daemon dies without a final commit: only synced data can survive.
+  ASSERT_TRUE(volume_.CrashMount());
+  CommandResult mounted = volume_.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(P("f")), "onetwo");
+}
+
+TEST_F(FileIoTest, givenSharedMapping_whenWrittenAndMsynced_thenReadSeesIt) {
+  constexpr size_t kSize = 256 * 1024;
+  const std::string data = PatternBytes(8, kSize);
+  {
+    UniqueFd fd(open(P("mapped").c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_EQ(ftruncate(fd.get(), kSize), 0);
+    void* map =
+        mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+    std::memcpy(map, data.data(), kSize);
+    EXPECT_EQ(msync(map, kSize, MS_SYNC), 0);
+    ASSERT_EQ(munmap(map, kSize), 0);
+    EXPECT_EQ(PreadString(fd.get(), kSize, 0), data);
+    ASSERT_EQ(fsync(fd.get()), 0);
+  }
+  Remount();
+  EXPECT_EQ(ReadFile(P("mapped")), data);
+}
+
+TEST_F(FileIoTest, givenQuota_whenStatfs_thenTotalsComeFromTheQuota) {
+  struct statvfs before {};
+  ASSERT_EQ(statvfs(P("").c_str(), &before), 0);
+  ASSERT_GT(before.f_frsize, 0u);
+  // E2eVolume creates the volume with a 1 GiB quota.
+  EXPECT_EQ(before.f_blocks, static_cast<fsblkcnt_t>(kGiB / before.f_frsize));
+  EXPECT_LE(before.f_bfree, before.f_blocks);
+  ASSERT_TRUE(WriteFileSynced(P("f"), PatternBytes(9, 8 * kMiB)));
+  struct statvfs after {};
+  ASSERT_EQ(statvfs(P("").c_str(), &after), 0);
+  EXPECT_LT(after.f_bfree, before.f_bfree);
+  EXPECT_GE(after.f_files, 2u);  // the root directory and the file
+}
+
+}  // namespace
+}  // namespace enclavefs::e2e

@@ -1,0 +1,84 @@
+// End-to-end: what was fsync'd survives unmount/remount and restarts of
+// the host service, graceful (SIGTERM) or not (SIGKILL).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "tests/enclave-mount/e2e/mounted_volume_test.h"
+
+namespace enclavefs::e2e {
+namespace {
+
+using PersistenceTest = MountedVolumeTest;
+
+TEST_F(PersistenceTest, givenTree_whenUnmountedAndRemounted_thenAllOfItSurvives) {
+  ASSERT_EQ(mkdir(P("docs").c_str(), 0700), 0);
+  const std::string big = PatternBytes(10, 3 << 20);
+  ASSERT_TRUE(WriteFileSynced(P("docs/big"), big));
+  ASSERT_TRUE(WriteFileSynced(P("small"), "hello"));
+  ASSERT_EQ(symlink("docs/big", P("link").c_str()), 0);
+  ASSERT_EQ(setxattr(P("small").c_str(), "user.k", "v", 1, 0), 0);
+  // Not fsync'd: a clean unmount commits it too.
+  {
+    UniqueFd fd(open(P("unsynced").c_str(), O_CREAT | O_WRONLY, 0640));
+    ASSERT_EQ(write(fd.get(), "later", 5), 5);
+  }
+  Remount();
+  EXPECT_EQ(ReadFile(P("docs/big")), big);
+  EXPECT_EQ(ReadFile(P("small")), "hello");
+  EXPECT_EQ(ReadFile(P("link")), big);
+  EXPECT_EQ(ReadFile(P("unsynced")), "later");
+  struct stat st {};
+  ASSERT_EQ(stat(P("docs").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  char value[4] = {};
+  EXPECT_EQ(getxattr(P("small").c_str(), "user.k", value, sizeof(value)), 1);
+  EXPECT_EQ(value[0], 'v');
+}
+
+// Restarts the host under a live mount: fsync'd data must survive, and the
+// mount reconnects by itself (RemoteBlockStore re-opens the volume).
+void RestartHostUnderMount(E2eVolume& volume, bool kill9) {
+  const std::string before = PatternBytes(11, 500000);
+  ASSERT_TRUE(WriteFileSynced(volume.Path("before"), before));
+  const int stopped = volume.StopHost(kill9);
+  if (!kill9) EXPECT_EQ(stopped, 0);
+  ASSERT_EQ(volume.StartHost(), "");
+  // Reads below may come from caches; this write+fsync must reach the new
+  // host process.
+  const std::string after = PatternBytes(12, 300000);
+  ASSERT_TRUE(WriteFileSynced(volume.Path("after"), after))
+      << std::strerror(errno);
+  // Both files must now be on the host: kill the mount, then remount.
+  ASSERT_TRUE(volume.CrashMount());
+  CommandResult mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(volume.Path("before")), before);
+  EXPECT_EQ(ReadFile(volume.Path("after")), after);
+}
+
+TEST_F(PersistenceTest, givenMount_whenHostStoppedAndRestarted_thenMountReconnects) {
+  RestartHostUnderMount(volume_, /*kill9=*/false);
+}
+
+TEST_F(PersistenceTest, givenMount_whenHostKilledAndRestarted_thenSyncedDataSurvives) {
+  RestartHostUnderMount(volume_, /*kill9=*/true);
+}
+
+TEST_F(PersistenceTest, givenUnmountedVolume_whenHostKilled_thenRemountSeesData) {
+  const std::string data = PatternBytes(13, 1 << 20);
+  ASSERT_TRUE(WriteFileSynced(P("f"), data));
+  CommandResult unmounted = volume_.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  volume_.StopHost(/*kill9=*/true);
+  ASSERT_EQ(volume_.StartHost(), "");
+  CommandResult mounted = volume_.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(P("f")), data);
+}
+
+}  // namespace
+}  // namespace enclavefs::e2e

@@ -1,0 +1,488 @@
+#include "fs/volume.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "tests/fs/volume_test_env.h"
+
+namespace enclavefs::testing {
+namespace {
+
+std::string Block(char fill, size_t size = 4000) {
+  return std::string(size, fill);
+}
+
+std::optional<std::string> MustRead(Volume& volume, uint64_t file,
+                                    uint64_t index) {
+  auto got = volume.ReadData(file, index);
+  EXPECT_TRUE(got.ok()) << got.status().ToString();
+  return got.ok() ? *got : std::nullopt;
+}
+
+std::optional<std::string> MustGet(Volume& volume, std::string_view key) {
+  auto got = volume.Get(key);
+  EXPECT_TRUE(got.ok()) << got.status().ToString();
+  return got.ok() ? *got : std::nullopt;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(VolumeTest,
+     givenFreshStore_whenFormattedAndOpened_thenVolumeIsEmptyAtGenerationOne) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_NE(volume, nullptr);
+  EXPECT_EQ(volume->generation(), 1u);
+  EXPECT_EQ(volume->root_hash().size(), 64u);
+  EXPECT_EQ(MustGet(*volume, "anything"), std::nullopt);
+  EXPECT_EQ(MustRead(*volume, 1, 0), std::nullopt);
+  auto all = volume->Scan("", "", 100);
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->empty());
+}
+
+TEST(
+    VolumeTest,
+    givenFormattedVolume_whenFormattedAgain_thenAlreadyExistsAndNothingChanges) {
+  VolumeEnv env;
+  auto before = env.store().Snapshot();
+  auto created = CreateVolumeHeader(SmallParams(), TestKeySource());
+  ASSERT_TRUE(created.ok());
+  Status again = Volume::Format(env.store(), created->first, *created->second);
+  EXPECT_EQ(again.code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(again.message(), "volume is already formatted");
+  EXPECT_EQ(env.store().Snapshot(), before);
+}
+
+TEST(VolumeTest, givenEmptyStore_whenOpened_thenNotFound) {
+  auto store = std::make_shared<TamperingBlockStore>();
+  VolumeEnv env;
+  auto volume = Volume::Open(store, env.Keys(), ManualOptions());
+  EXPECT_EQ(volume.status().code(), StatusCode::kNotFound);
+}
+
+TEST(
+    VolumeTest,
+    givenCommittedChanges_whenReopened_thenTheyAreThereAndUncommittedOnesAreNot) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    ASSERT_TRUE(volume->Put("a", "1").ok());
+    ASSERT_TRUE(volume->Put("b", "2").ok());
+    ASSERT_TRUE(volume->WriteData(7, 0, "hello").ok());
+    ASSERT_TRUE(volume->Commit(true).ok());
+    EXPECT_EQ(volume->generation(), 2u);
+    ASSERT_TRUE(volume->Put("c", "3").ok());
+    ASSERT_TRUE(volume->Delete("a").ok());
+    ASSERT_TRUE(volume->WriteData(7, 1, "lost").ok());
+    EXPECT_EQ(MustGet(*volume, "c"), "3");
+  }  // dropped without commit: a crash
+  auto volume = env.MustOpen();
+  EXPECT_EQ(volume->generation(), 2u);
+  EXPECT_EQ(MustGet(*volume, "a"), "1");
+  EXPECT_EQ(MustGet(*volume, "b"), "2");
+  EXPECT_EQ(MustGet(*volume, "c"), std::nullopt);
+  EXPECT_EQ(MustRead(*volume, 7, 0), "hello");
+  EXPECT_EQ(MustRead(*volume, 7, 1), std::nullopt);
+}
+
+TEST(VolumeTest, givenNothingChanged_whenCommitted_thenGenerationStays) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_EQ(volume->generation(), 1u);
+}
+
+TEST(VolumeTest,
+     givenReservedOrOversizedInput_whenWritten_thenInvalidArgument) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  EXPECT_EQ(volume->Put(std::string(1, '\xe0') + "x", "v").code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(volume->Put("", "v").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(volume->Put(std::string(513, 'k'), "v").code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      volume->Put("k", std::string(volume->max_value_size() + 1, 'v')).code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      volume->WriteData(1, 0, Block('x', volume->block_size() + 1)).code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(volume->Get(std::string(1, '\x80')).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(VolumeTest, givenScanRange_whenPaged_thenOnlyCallerKeysInOrder) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  for (char c = 'a'; c <= 'z'; ++c)
+    ASSERT_TRUE(volume->Put(std::string("d/") + c, "v").ok());
+  ASSERT_TRUE(volume->Put("e", "outside").ok());
+  ASSERT_TRUE(volume->WriteData(1, 0, "extent keys must not show up").ok());
+  std::string start = "d/";
+  std::string seen;
+  while (true) {
+    auto page = volume->Scan(start, "d0", 5);
+    ASSERT_TRUE(page.ok());
+    if (page->empty()) break;
+    for (const auto& [key, value] : *page) seen += key.substr(2);
+    start = page->back().first + '\0';
+  }
+  EXPECT_EQ(seen, "abcdefghijklmnopqrstuvwxyz");
+  auto everything = volume->Scan("", "", 1000);
+  ASSERT_TRUE(everything.ok());
+  EXPECT_EQ(everything->size(), 27u);
+}
+
+TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  for (uint64_t i = 0; i < 10; ++i) {
+    ASSERT_TRUE(
+        volume->WriteData(3, i, Block(static_cast<char>('a' + i))).ok());
+  }
+  ASSERT_TRUE(volume->WriteData(4, 0, "other file").ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  ASSERT_TRUE(volume->WriteData(3, 2, "short").ok());
+  ASSERT_TRUE(volume->DeleteData(3, 5).ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  volume = env.MustOpen();
+  EXPECT_EQ(MustRead(*volume, 3, 0), Block('a'));
+  EXPECT_EQ(MustRead(*volume, 3, 2), "short");
+  EXPECT_EQ(MustRead(*volume, 3, 4), Block('e'));
+  for (uint64_t i = 5; i < 10; ++i)
+    EXPECT_EQ(MustRead(*volume, 3, i), std::nullopt);
+  EXPECT_EQ(MustRead(*volume, 4, 0), "other file");
+  EXPECT_EQ(env.DataKeys().size(), 6u);  // superseded blocks were deleted
+  auto listed = volume->ListData(3, 1, 100, 100);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(*listed, (std::vector<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(volume->block_size(), 4092u);
+}
+
+TEST(
+    VolumeTest,
+    givenTwoMountsOfOneStore_whenBothCommit_thenSecondGetsConflictAndNothingIsOverwritten) {
+  VolumeEnv env;
+  auto first = env.MustOpen();
+  auto second = env.MustOpen();
+  ASSERT_TRUE(first->Put("k", "first").ok());
+  ASSERT_TRUE(second->Put("k", "second").ok());
+  ASSERT_TRUE(first->Commit(true).ok());
+  auto after_first = env.store().Snapshot();
+  Status lost = second->Commit(true);
+  EXPECT_EQ(lost.code(), StatusCode::kConflict);
+  EXPECT_EQ(env.store().Snapshot(), after_first);
+  // The loser is failed for good: no retry on a fresh root.
+  EXPECT_EQ(second->Put("x", "y").code(), StatusCode::kConflict);
+  EXPECT_EQ(second->Commit(true).code(), StatusCode::kConflict);
+  EXPECT_EQ(env.store().Snapshot(), after_first);
+  auto reopened = env.MustOpen();
+  EXPECT_EQ(MustGet(*reopened, "k"), "first");
+}
+
+TEST(
+    VolumeTest,
+    givenDataAndKeysWrittenThenDeleted_whenCommitted_thenUsageReturnsToBaseline) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  auto baseline = env.store().Stat();
+  ASSERT_TRUE(baseline.ok());
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(
+        volume->Put("key" + std::to_string(i), std::string(100, 'v')).ok());
+  }
+  for (uint64_t i = 0; i < 40; ++i)
+    ASSERT_TRUE(volume->WriteData(9, i, Block('d')).ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  auto grown = env.store().Stat();
+  ASSERT_TRUE(grown.ok());
+  EXPECT_GT(grown->block_count, baseline->block_count + 40);
+  for (int i = 0; i < 500; ++i)
+    ASSERT_TRUE(volume->Delete("key" + std::to_string(i)).ok());
+  ASSERT_TRUE(volume->DeleteData(9, 0).ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  auto after = env.store().Stat();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->block_count, baseline->block_count);
+  EXPECT_EQ(after->used_bytes, baseline->used_bytes);
+}
+
+TEST(VolumeTest, givenLargeVolume_whenOpened_thenOnlyHeaderAndRootAreRead) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    for (int i = 0; i < 3000; ++i) {
+      ASSERT_TRUE(
+          volume->Put("key" + std::to_string(i), std::string(50, 'v')).ok());
+    }
+    for (uint64_t i = 0; i < 50; ++i)
+      ASSERT_TRUE(volume->WriteData(1, i, "x").ok());
+    ASSERT_TRUE(volume->Commit(true).ok());
+  }
+  ASSERT_GT(env.NodeKeys().size(), 10u);
+  env.store().ResetCounters();
+  auto volume = env.MustOpen();
+  EXPECT_EQ(env.store().get_calls(), 1u);
+  EXPECT_EQ(env.store().get_keys(), 2u);
+  // Nodes load on demand: one lookup reads one root-to-leaf path.
+  env.store().ResetCounters();
+  EXPECT_EQ(MustGet(*volume, "key1234"), std::string(50, 'v'));
+  EXPECT_GE(env.store().get_keys(), 2u);
+  EXPECT_LE(env.store().get_keys(), 4u);
+}
+
+TEST(
+    VolumeTest,
+    givenSequentialReads_whenCacheIsCold_thenReadAheadFetchesSeveralBlocksInOneGet) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    for (uint64_t i = 0; i < 20; ++i) {
+      ASSERT_TRUE(
+          volume->WriteData(5, i, Block(static_cast<char>('A' + i))).ok());
+    }
+    ASSERT_TRUE(volume->Commit(true).ok());
+  }
+  VolumeOptions options = ManualOptions();
+  options.readahead_blocks = 8;
+  auto volume = env.MustOpen(options);
+  EXPECT_EQ(MustRead(*volume, 5, 0), Block('A'));
+  env.store().ResetCounters();
+  EXPECT_EQ(MustRead(*volume, 5, 1), Block('B'));  // sequential: fetch 1..9
+  auto batches = env.store().get_batch_sizes();
+  ASSERT_FALSE(batches.empty());
+  EXPECT_EQ(batches.back(), 9u);
+  const size_t gets_after_readahead = env.store().get_calls();
+  for (uint64_t i = 2; i <= 9; ++i) {
+    EXPECT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
+  }
+  EXPECT_EQ(env.store().get_calls(), gets_after_readahead);  // all cached
+  EXPECT_EQ(MustRead(*volume, 5, 10), Block('K'));
+  EXPECT_GT(env.store().get_calls(), gets_after_readahead);
+}
+
+TEST(VolumeTest, givenRandomReads_whenCacheIsCold_thenNoReadAhead) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    for (uint64_t i = 0; i < 20; ++i)
+      ASSERT_TRUE(volume->WriteData(5, i, "b").ok());
+    ASSERT_TRUE(volume->Commit(true).ok());
+  }
+  auto volume = env.MustOpen();
+  for (uint64_t i : {7u, 2u, 15u}) {
+    env.store().ResetCounters();
+    EXPECT_EQ(MustRead(*volume, 5, i), "b");
+    auto batches = env.store().get_batch_sizes();
+    ASSERT_FALSE(batches.empty());
+    EXPECT_EQ(batches.back(), 1u);
+  }
+}
+
+TEST(VolumeTest,
+     givenDirtyLimit_whenExceeded_thenCommitHappensWithoutAskingAndIsBounded) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.dirty_limit_bytes = 64 * 1024;
+  auto volume = env.MustOpen(options);
+  uint64_t commits_seen = 0, last_gen = volume->generation();
+  for (uint64_t i = 0; i < 100; ++i) {
+    ASSERT_TRUE(volume->WriteData(1, i, Block('z')).ok());
+    EXPECT_LT(volume->dirty_bytes(), options.dirty_limit_bytes);
+    if (volume->generation() != last_gen)
+      ++commits_seen, last_gen = volume->generation();
+  }
+  EXPECT_GE(commits_seen, 5u);
+  volume.reset();
+  volume = env.MustOpen();
+  EXPECT_EQ(volume->generation(), last_gen);
+  EXPECT_EQ(MustRead(*volume, 1, 0), Block('z'));
+}
+
+TEST(VolumeTest,
+     givenCommitTimer_whenChangesWait_thenTheyAreCommittedInTheBackground) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.commit_interval = std::chrono::milliseconds(20);
+  auto volume = env.MustOpen(options);
+  ASSERT_TRUE(volume->Put("timer", "ticked").ok());
+  for (int i = 0; i < 500 && volume->generation() == 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(volume->generation(), 2u);
+  volume.reset();
+  EXPECT_EQ(MustGet(*env.MustOpen(), "timer"), "ticked");
+}
+
+TEST(VolumeTest, givenNextId_whenCommittedAndReopened_thenCounterContinues) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  EXPECT_EQ(*volume->NextId(), 1u);
+  EXPECT_EQ(*volume->NextId(), 2u);
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_EQ(volume->generation(), 2u);
+  volume = env.MustOpen();
+  EXPECT_EQ(*volume->NextId(), 3u);
+}
+
+TEST(
+    VolumeTest,
+    givenLeakedBlocks_whenCollectingGarbage_thenExactlyTheUnreachableAreDeleted) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  for (uint64_t i = 0; i < 10; ++i)
+    ASSERT_TRUE(volume->WriteData(2, i, Block('g')).ok());
+  ASSERT_TRUE(volume->Put("meta", "data").ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  auto live = env.store().Snapshot();
+  CommitBatch leak;  // e.g. a crash between a commit and its follow-up deletes
+  for (int i = 0; i < 7; ++i)
+    leak.puts.emplace_back("leaked-block-" + std::to_string(i), "x");
+  ASSERT_TRUE(env.store().Commit(leak).ok());
+  ASSERT_TRUE(volume->Put("uncommitted", "is committed by gc first").ok());
+  auto report = volume->CollectGarbage();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->deleted_blocks, 7u);
+  auto stats = env.store().Stat();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->block_count,
+            report->reachable_blocks + 2);  // + header, root
+  auto reopened = env.MustOpen();
+  for (uint64_t i = 0; i < 10; ++i)
+    EXPECT_EQ(MustRead(*reopened, 2, i), Block('g'));
+  EXPECT_EQ(MustGet(*reopened, "uncommitted"), "is committed by gc first");
+}
+
+class AnchorTest : public ::testing::Test {
+ protected:
+  VolumeOptions WithAnchor() {
+    VolumeOptions options = ManualOptions();
+    options.anchor = std::make_shared<AnchorFile>(anchor_path_);
+    return options;
+  }
+  Status CommitPut(Volume& volume, const std::string& key) {
+    EFS_RETURN_IF_ERROR(volume.Put(key, "v"));
+    return volume.Commit(false);
+  }
+
+  TempDir dir_;
+  std::string anchor_path_ = dir_.path() + "/anchor";
+  VolumeEnv env_;
+};
+
+TEST_F(AnchorTest,
+       givenAnchorFile_whenCommitting_thenItHoldsGenerationAndRootHash) {
+  auto volume = env_.MustOpen(WithAnchor());
+  EXPECT_EQ(ReadFile(anchor_path_), "1 " + volume->root_hash() + "\n");
+  ASSERT_TRUE(CommitPut(*volume, "a").ok());
+  EXPECT_EQ(ReadFile(anchor_path_), "2 " + volume->root_hash() + "\n");
+}
+
+TEST_F(AnchorTest,
+       givenHostRolledBack_whenOpenedWithAnchor_thenRefusedWithGenerations) {
+  auto old_state = env_.store().Snapshot();
+  {
+    auto volume = env_.MustOpen(WithAnchor());
+    ASSERT_TRUE(CommitPut(*volume, "a").ok());
+    ASSERT_TRUE(CommitPut(*volume, "b").ok());
+  }
+  env_.store().RollBack(old_state);
+  auto refused = env_.Open(WithAnchor());
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(refused.status().message(),
+            "volume was rolled back: host root generation 1 is older than the "
+            "trusted anchor 3");
+  // Without an anchor the old state is indistinguishable from a fresh one.
+  auto unanchored = env_.MustOpen();
+  EXPECT_EQ(unanchored->generation(), 1u);
+}
+
+TEST_F(AnchorTest, givenForkAtSameGeneration_whenOpenedWithAnchor_thenRefused) {
+  auto old_state = env_.store().Snapshot();
+  {
+    auto volume = env_.MustOpen(WithAnchor());
+    ASSERT_TRUE(CommitPut(*volume, "a").ok());
+  }
+  env_.store().RollBack(old_state);
+  {
+    auto other = env_.MustOpen();  // a different history, also generation 2
+    ASSERT_TRUE(CommitPut(*other, "b").ok());
+    EXPECT_EQ(other->generation(), 2u);
+  }
+  auto refused = env_.Open(WithAnchor());
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(refused.status().message().find("forked"), std::string::npos);
+}
+
+TEST_F(AnchorTest,
+       givenRootNewerThanAnchor_whenOpened_thenAcceptedAndAnchorAdvanced) {
+  { env_.MustOpen(WithAnchor()); }
+  {
+    auto volume = env_.MustOpen();  // commits without updating the anchor
+    ASSERT_TRUE(CommitPut(*volume, "a").ok());
+  }
+  auto volume = env_.MustOpen(WithAnchor());
+  EXPECT_EQ(volume->generation(), 2u);
+  EXPECT_EQ(ReadFile(anchor_path_), "2 " + volume->root_hash() + "\n");
+}
+
+TEST_F(AnchorTest,
+       givenExpectGeneration_whenOpened_thenOnlyThatGenerationIsAccepted) {
+  {
+    auto volume = env_.MustOpen();
+    ASSERT_TRUE(CommitPut(*volume, "a").ok());
+  }
+  VolumeOptions options = ManualOptions();
+  options.expect_generation = 1;
+  auto refused = env_.Open(options);
+  EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+  EXPECT_EQ(refused.status().message(), "volume generation is 2, expected 1");
+  options.expect_generation = 2;
+  EXPECT_TRUE(env_.Open(options).ok());
+}
+
+TEST_F(AnchorTest,
+       givenAnchorCommand_whenStoringAndLoading_thenItFollowsTheProtocol) {
+  const std::string state = dir_.path() + "/state";
+  const std::string script = dir_.path() + "/anchor.sh";
+  std::ofstream(script) << "case \"$1\" in\n"
+                           "  load) cat '"
+                        << state
+                        << "' 2>/dev/null; exit 0 ;;\n"
+                           "  store) echo \"$2 $3\" > '"
+                        << state
+                        << "' ;;\n"
+                           "  *) exit 3 ;;\n"
+                           "esac\n";
+  AnchorCommand anchor("sh " + script);
+  auto empty = anchor.Load();
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_FALSE(empty->has_value());
+  const std::string hash(64, 'a');
+  ASSERT_TRUE(anchor.Store(42, hash).ok());
+  auto loaded = anchor.Load();
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_TRUE(loaded->has_value());
+  EXPECT_EQ((*loaded)->generation, 42u);
+  EXPECT_EQ((*loaded)->root_hash, hash);
+  AnchorCommand failing("sh -c 'exit 1' --");
+  EXPECT_EQ(failing.Load().status().code(), StatusCode::kIOError);
+  EXPECT_EQ(failing.Store(1, hash).code(), StatusCode::kIOError);
+}
+
+TEST(AnchorParseTest, givenMalformedText_whenParsed_thenIOError) {
+  EXPECT_TRUE(ParseAnchorText("7 " + std::string(64, 'f') + "\n", "t").ok());
+  EXPECT_FALSE(ParseAnchorText("7", "t").ok());
+  EXPECT_FALSE(ParseAnchorText("x " + std::string(64, 'f'), "t").ok());
+  EXPECT_FALSE(ParseAnchorText("7 " + std::string(63, 'f'), "t").ok());
+  EXPECT_FALSE(ParseAnchorText("7 " + std::string(64, 'F'), "t").ok());
+}
+
+}  // namespace
+}  // namespace enclavefs::testing
