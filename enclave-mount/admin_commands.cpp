@@ -8,7 +8,7 @@
 
 #include "enclave-mount/commands.h"
 #include "enclave-mount/fsck.h"
-#include "enclave-mount/units.h"
+#include "blockstore/units.h"
 #include "fs/crypto.h"
 #include "fs/filesystem.h"
 

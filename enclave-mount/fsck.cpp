@@ -8,7 +8,7 @@
 #include <unordered_set>
 #include <utility>
 
-#include "enclave-mount/units.h"
+#include "blockstore/units.h"
 #include "fs/filesystem.h"
 
 namespace enclavefs {

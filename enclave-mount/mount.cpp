@@ -29,7 +29,7 @@
 
 #include "enclave-mount/commands.h"
 #include "enclave-mount/fuse_ops.h"
-#include "enclave-mount/units.h"
+#include "blockstore/units.h"
 #include "fs/anchor.h"
 #include "fs/filesystem.h"
 
@@ -279,6 +279,9 @@ Outcome RunFusermount(const std::string& mountpoint) {
 Outcome Unmount(const std::string& mountpoint) {
   if (geteuid() != 0) return RunFusermount(mountpoint);
   if (umount2(mountpoint.c_str(), 0) == 0) return Outcome::Ok();
+  if (errno == EINVAL) {
+    return Outcome::Fail(ExitCode::kFailure, mountpoint + " is not mounted");
+  }
   if (errno == EBUSY) {
     return Outcome::Fail(ExitCode::kBusy,
                          mountpoint + " is busy: files are still open");

@@ -14,6 +14,7 @@ namespace {
 // is the format version.
 constexpr uint8_t kMagicVersionByte = 0xE0 | kFormatVersion;
 constexpr size_t kPrefixSize = 32;  // magic..counter, before the ciphertext
+static_assert(kSealedOverhead == kPrefixSize + kClassLengthPrefix + kTagSize);
 constexpr size_t kSaltOffset = 8;
 constexpr size_t kCounterOffset = 24;
 constexpr std::string_view kSessionInfo = "enclavefs seal v1";
@@ -66,16 +67,13 @@ size_t SealerImpl::ClassSize(BlockKind kind, size_t plaintext_size) const {
     case BlockKind::kData:
       return context_->block_size;
     case BlockKind::kOpaque:
-      return std::max(kMinOpaqueClassSize,
-                      std::bit_ceil(plaintext_size + kClassLengthPrefix));
+      return std::max(kMinOpaqueClassSize, std::bit_ceil(plaintext_size));
   }
   return 0;
 }
 
 size_t SealerImpl::Capacity(BlockKind kind) const {
-  size_t size =
-      kind == BlockKind::kOpaque ? kMaxOpaqueClassSize : ClassSize(kind, 0);
-  return size < kClassLengthPrefix ? 0 : size - kClassLengthPrefix;
+  return kind == BlockKind::kOpaque ? kMaxOpaqueClassSize : ClassSize(kind, 0);
 }
 
 SealerImpl::Position SealerImpl::Next() {
@@ -152,6 +150,7 @@ Result<SealedBlock> SealerImpl::Seal(BlockKind kind, std::string_view name,
   const Position pos = Next();
   EFS_ASSIGN_OR_RETURN(std::shared_ptr<const Aead> aead, SubkeyFor(pos.salt));
 
+  const size_t body_size = kClassLengthPrefix + class_size;
   SealedBlock out;
   out.bytes.assign(kSealedOverhead + class_size, '\0');
   auto* p = reinterpret_cast<uint8_t*>(out.bytes.data());
@@ -170,9 +169,9 @@ Result<SealedBlock> SealerImpl::Seal(BlockKind kind, std::string_view name,
   std::span<uint8_t> nonce_span(nonce, aead->nonce_size());
   MakeNonce(pos.counter, nonce_span);
   const std::string ad = AssociatedData(kind, name);
-  EFS_RETURN_IF_ERROR(aead->Encrypt(nonce_span, AsBytes(ad), {body, class_size},
+  EFS_RETURN_IF_ERROR(aead->Encrypt(nonce_span, AsBytes(ad), {body, body_size},
                                     body, out.tag));
-  std::memcpy(body + class_size, out.tag.data(), kTagSize);
+  std::memcpy(body + body_size, out.tag.data(), kTagSize);
   return out;
 }
 
@@ -193,6 +192,7 @@ Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
     return BlockCorruption(
         kind, name, "wrong sealed size " + std::to_string(sealed.size()));
   }
+  const size_t body_size = kClassLengthPrefix + class_size;
   const auto* p = reinterpret_cast<const uint8_t*>(sealed.data());
   if (p[0] != kMagicVersionByte) {
     return BlockCorruption(kind, name, "not a version 1 sealed block");
@@ -207,7 +207,7 @@ Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
   for (size_t i = 3; i < kSaltOffset; ++i) {
     if (p[i] != 0) return BlockCorruption(kind, name, "reserved bytes set");
   }
-  const uint8_t* tag = p + kPrefixSize + class_size;
+  const uint8_t* tag = p + kPrefixSize + body_size;
   if (expected_tag != nullptr &&
       sodium_memcmp(tag, expected_tag->data(), kTagSize) != 0) {
     return BlockCorruption(kind, name,
@@ -220,15 +220,15 @@ Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
   std::span<uint8_t> nonce_span(nonce, aead->nonce_size());
   MakeNonce(LoadLe(p + kCounterOffset, 8), nonce_span);
 
-  std::string plain(class_size, '\0');
+  std::string plain(body_size, '\0');
   auto* out = reinterpret_cast<uint8_t*>(plain.data());
   const std::string ad = AssociatedData(kind, name);
   Status s =
-      aead->Decrypt(nonce_span, AsBytes(ad), {p + kPrefixSize, class_size},
+      aead->Decrypt(nonce_span, AsBytes(ad), {p + kPrefixSize, body_size},
                     std::span<const uint8_t, kTagSize>(tag, kTagSize), out);
   if (!s.ok()) return BlockCorruption(kind, name, "failed authentication");
   const size_t len = LoadLe(out, kClassLengthPrefix);
-  if (len > class_size - kClassLengthPrefix) {
+  if (len > class_size) {
     return BlockCorruption(kind, name, "bad payload length");
   }
   plain.erase(0, kClassLengthPrefix);

@@ -1,9 +1,12 @@
 // Sealer: authenticated encryption of every block that leaves the enclave.
 //
-// A sealed block is the AEAD encryption of the plaintext padded to the fixed
-// size of its class (data blocks: the volume's block size; tree nodes: the
-// node size; the root record: kRootRecordSize), so the host sees one size per
-// class. The associated data binds the format version, the volume UUID, the
+// A sealed block is the AEAD encryption of a u32 length and the plaintext
+// padded to the fixed size of its class (data blocks: the volume's block
+// size; tree nodes: the node size; the root record: kRootRecordSize), so the
+// host sees one size per class. The length lies outside the class, so a
+// block's capacity is the whole class: a data block holds exactly one
+// volume block, keeping page-aligned file writes within one block. The
+// associated data binds the format version, the volume UUID, the
 // block's host name and its kind: a block moved to another name, kind or
 // volume fails to open. The exact layout is in docs/format.md.
 //
@@ -41,9 +44,10 @@ inline constexpr size_t kRootRecordSize = 4096;
 // Smallest and largest class of kOpaque blocks.
 inline constexpr size_t kMinOpaqueClassSize = 4096;
 inline constexpr size_t kMaxOpaqueClassSize = 2u << 20;
-// Bytes a sealed block adds to its class size: 32-byte prefix + 16-byte tag.
-inline constexpr size_t kSealedOverhead = 48;
-// A class holds a u32 length before the plaintext.
+// Bytes a sealed block adds to its class size: 32-byte prefix, the
+// encrypted u32 payload length and the 16-byte tag.
+inline constexpr size_t kSealedOverhead = 52;
+// The encrypted u32 payload length that precedes the padded class.
 inline constexpr size_t kClassLengthPrefix = 4;
 
 enum class CipherId : uint8_t {
@@ -63,7 +67,8 @@ class Sealer {
  public:
   virtual ~Sealer() = default;
 
-  // Largest plaintext a block of `kind` holds.
+  // Largest plaintext a block of `kind` holds: its class size (for kOpaque
+  // the largest class).
   virtual size_t Capacity(BlockKind kind) const = 0;
 
   // A fresh host name for a new block (16 opaque bytes).

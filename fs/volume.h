@@ -133,9 +133,9 @@ class Volume : private NodeLoader {
   uint64_t generation() const;
   // BLAKE2b-256 of the sealed root record bytes, lowercase hex.
   std::string root_hash() const;
-  // Bytes a data block holds: the volume's sealed block size minus the
-  // 4-byte length prefix of the sealed layout (docs/format.md), e.g. 65532
-  // for 64 KiB blocks. Callers split files into blocks of this size.
+  // Bytes a data block holds: exactly the volume's block size (e.g. 65536),
+  // since the sealed layout keeps its length field outside the class
+  // (docs/format.md). Callers split files into blocks of this size.
   uint32_t block_size() const;
   size_t max_value_size() const;
   // Bytes of sealed state waiting for the next commit.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "blockstore/rocksdb_volumes.h"
+#include "blockstore/units.h"
 #include "blockstore/transport.h"
 #include "host-server/admin_client.h"
 #include "host-server/block_server.h"
@@ -51,56 +52,6 @@ int ExitCodeFor(const Status& status) {
 int Fail(const Status& status) {
   std::fprintf(stderr, "enclavefs-host: %s\n", status.message().c_str());
   return ExitCodeFor(status);
-}
-
-// "4096", "10M", "10MiB", "2G", "1T": binary units, case-insensitive.
-Result<uint64_t> ParseSize(const std::string& text) {
-  auto bad = [&] {
-    return Status::InvalidArgument(
-        "invalid size '" + text +
-        "' (expected a positive number of bytes, optionally with K, M, G or "
-        "T, e.g. 4096, 10M, 2GiB)");
-  };
-  size_t digits = 0;
-  while (digits < text.size() &&
-         std::isdigit(static_cast<unsigned char>(text[digits]))) {
-    ++digits;
-  }
-  if (digits == 0 || digits > 19) return bad();
-  uint64_t value = std::stoull(text.substr(0, digits));
-  std::string unit = text.substr(digits);
-  std::transform(unit.begin(), unit.end(), unit.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  if (unit.ends_with("ib")) {
-    unit.resize(unit.size() - 2);
-    if (unit.empty()) return bad();
-  } else if (unit.ends_with("b")) {
-    unit.resize(unit.size() - 1);
-  }
-  static constexpr std::string_view kUnits = "kmgt";
-  int shift = 0;
-  if (!unit.empty()) {
-    size_t pos = kUnits.find(unit);
-    if (unit.size() != 1 || pos == std::string_view::npos) return bad();
-    shift = 10 * static_cast<int>(pos + 1);
-  }
-  if (value == 0 || value > (UINT64_MAX >> shift)) return bad();
-  return value << shift;
-}
-
-// 1536 -> "1.5 KiB"; whole numbers drop the ".0".
-std::string HumanSize(uint64_t bytes) {
-  static constexpr std::array<const char*, 5> kNames = {"B", "KiB", "MiB",
-                                                        "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024 && unit + 1 < kNames.size()) {
-    value /= 1024;
-    ++unit;
-  }
-  std::string number = fmt::format("{:.1f}", value);
-  if (number.ends_with(".0")) number.resize(number.size() - 2);
-  return number + " " + kNames[unit];
 }
 
 void PrintVolumeTable(const std::vector<protocol::VolumeEntry>& volumes) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # EnclaveFS quickstart: builds everything, starts enclavefs-host on a unix
-# socket with its RocksDB store under ./var, and creates a demo volume.
-#   scripts/quickstart.sh        start (reruns reuse the store and volume)
-#   scripts/quickstart.sh stop   stop the host service
+# socket with its RocksDB store under ./var, creates a demo volume, formats
+# it with a key file (./var/volume.key) and mounts it at ./mnt.
+#   scripts/quickstart.sh        start (reruns reuse the store, volume and data)
+#   scripts/quickstart.sh stop   unmount ./mnt, then stop the host service
+# BUILD_DIR (default: build) picks the CMake build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -11,9 +13,17 @@ STORE="$VAR/store"
 SOCK="$VAR/host.sock"
 PIDFILE="$VAR/host.pid"
 LOG="$VAR/host.log"
-HOST_BIN="$ROOT/build/host-server/enclavefs-host"
+KEY="$VAR/volume.key"
+MNT="$ROOT/mnt"
+MOUNT_LOG="$VAR/mount.log"
+BUILD="$ROOT/${BUILD_DIR:-build}"
+HOST_BIN="$BUILD/host-server/enclavefs-host"
+EFS_BIN="$BUILD/enclave-mount/enclavefs"
 VOLUME=${VOLUME:-demo}
 QUOTA=${QUOTA:-1GiB}
+# Exit code of `enclavefs format` for a volume that already has a filesystem
+# (docs/usage.md).
+EXIT_ALREADY_FORMATTED=8
 
 running_pid() {
   [ -f "$PIDFILE" ] || return 1
@@ -23,7 +33,25 @@ running_pid() {
   echo "$pid"
 }
 
+# True if something (live or dead) is mounted at ./mnt.
+mounted() {
+  grep -qs " $MNT " /proc/self/mounts
+}
+
+unmount() {
+  if ! mounted; then
+    echo "nothing mounted at $MNT"
+  elif [ -x "$EFS_BIN" ] && "$EFS_BIN" unmount "$MNT"; then
+    :
+  else
+    # The daemon died: `enclavefs unmount` cannot wait for it, drop the mount.
+    echo "enclavefs unmount failed; running fusermount3 -u $MNT" >&2
+    fusermount3 -u "$MNT"
+  fi
+}
+
 stop() {
+  unmount
   local pid
   if pid=$(running_pid); then
     echo "stopping enclavefs-host (pid $pid)"
@@ -50,8 +78,8 @@ fi
 echo "==> installing dependencies (Debian packages)"
 scripts/install-deps.sh
 echo "==> building"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C build enclavefs-host | tail -n 1
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C "$BUILD" enclavefs-host enclavefs | tail -n 1
 
 mkdir -p "$VAR"
 if pid=$(running_pid); then
@@ -75,19 +103,58 @@ else
   "$HOST_BIN" volume create "$VOLUME" --quota "$QUOTA" --store "$STORE"
 fi
 
+if [ ! -f "$KEY" ]; then
+  echo "==> generating the volume key $KEY (keep it secret: it unlocks the volume)"
+  (umask 077 && head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$KEY" && echo >>"$KEY")
+fi
+chmod 600 "$KEY"
+
+KEYOPTS=(--host "unix:$SOCK" --volume "$VOLUME" --key-file "$KEY")
+set +e
+format_output=$("$EFS_BIN" format "${KEYOPTS[@]}" 2>&1)
+format_status=$?
+set -e
+if [ "$format_status" -eq 0 ]; then
+  echo "==> formatted volume '$VOLUME'"
+  echo "$format_output" | sed 's/^/    /'
+elif [ "$format_status" -eq "$EXIT_ALREADY_FORMATTED" ]; then
+  echo "==> volume '$VOLUME' is already formatted; keeping its data"
+else
+  echo "$format_output" >&2
+  exit 1
+fi
+
+mkdir -p "$MNT"
+if mounted && ls "$MNT" >/dev/null 2>&1; then
+  echo "==> $MNT is already mounted"
+else
+  if mounted; then
+    echo "==> removing the dead mount at $MNT"
+    fusermount3 -u "$MNT"
+  fi
+  echo "==> mounting '$VOLUME' at $MNT"
+  "$EFS_BIN" mount "${KEYOPTS[@]}" --log-file "$MOUNT_LOG" "$MNT"
+fi
+
 "$HOST_BIN" volume list --store "$STORE"
+# Paths relative to the repository root keep the hints short.
+r() { echo "${1#"$ROOT"/}"; }
 cat <<MSG
 
-EnclaveFS host service is running (pid $(cat "$PIDFILE")).
-  socket:  unix:$SOCK
-  store:   $STORE
-  log:     $LOG
+EnclaveFS is running: volume '$VOLUME' is mounted at $(r "$MNT").
+  host:  pid $(cat "$PIDFILE"), socket unix:$(r "$SOCK"), store $(r "$STORE"), log $(r "$LOG")
+  key:   $(r "$KEY")   mount log: $(r "$MOUNT_LOG")
 
-Try:
-  $HOST_BIN volume list --store $STORE
-  $HOST_BIN volume resize $VOLUME --quota 2GiB --store $STORE
-  $HOST_BIN volume create scratch --quota 100MiB --store $STORE
+Try, from $ROOT:
+  ls -la mnt && df -h mnt
+  cp README.md mnt/ && cat mnt/README.md
+  fio --name=try --directory=mnt --size=64m --bs=4k --rw=randwrite --verify=crc32c --ioengine=psync
+  $(r "$HOST_BIN") volume list --store $(r "$STORE")
+Volume details (info and fsck need the volume unmounted):
+  $(r "$EFS_BIN") unmount mnt
+  $(r "$EFS_BIN") info --host unix:$(r "$SOCK") --volume $VOLUME --key-file $(r "$KEY")
+  scripts/quickstart.sh   # mounts it again
 
-Stop it with:
+Stop (unmounts, then stops the host; rerun to get your files back):
   scripts/quickstart.sh stop
 MSG

@@ -51,32 +51,35 @@ std::string SharedExpected() {
   return all;
 }
 
-TEST_F(ConcurrencyTest, givenManyThreads_whenWritingFilesAndSharedRegions_thenAllDataIsRight) {
-  UniqueFd shared(open(P("shared").c_str(), O_RDWR | O_CREAT, 0644));
-  ASSERT_TRUE(shared.ok());
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      // A private file, opened by this thread only.
-      const std::string own = PatternBytes(200 + t, 1500000);
-      UniqueFd fd(open(P("own-" + std::to_string(t)).c_str(),
-                       O_RDWR | O_CREAT, 0644));
-      if (!fd.ok() || !WriteAndCheckInChunks(fd.get(), own, 0, t) ||
-          fsync(fd.get()) != 0) {
-        ++failures;
-      }
-      // This thread's region of the shared file, through the shared fd.
-      if (!WriteAndCheckInChunks(shared.get(), PatternBytes(100 + t, kRegion),
-                                 static_cast<off_t>(t * kRegion), t + 50)) {
-        ++failures;
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  ASSERT_EQ(failures.load(), 0);
-  ASSERT_EQ(fsync(shared.get()), 0);
-  EXPECT_EQ(ReadFile(P("shared")), SharedExpected());
+TEST_F(ConcurrencyTest,
+       givenManyThreads_whenWritingFilesAndSharedRegions_thenAllDataIsRight) {
+  {
+    UniqueFd shared(open(P("shared").c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(shared.ok());
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        // A private file, opened by this thread only.
+        const std::string own = PatternBytes(200 + t, 1500000);
+        UniqueFd fd(open(P("own-" + std::to_string(t)).c_str(),
+                         O_RDWR | O_CREAT, 0644));
+        if (!fd.ok() || !WriteAndCheckInChunks(fd.get(), own, 0, t) ||
+            fsync(fd.get()) != 0) {
+          ++failures;
+        }
+        // This thread's region of the shared file, through the shared fd.
+        if (!WriteAndCheckInChunks(shared.get(), PatternBytes(100 + t, kRegion),
+                                   static_cast<off_t>(t * kRegion), t + 50)) {
+          ++failures;
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    ASSERT_EQ(failures.load(), 0);
+    ASSERT_EQ(fsync(shared.get()), 0);
+    EXPECT_EQ(ReadFile(P("shared")), SharedExpected());
+  }  // the shared fd must be closed before unmounting
   Remount();
   EXPECT_EQ(ReadFile(P("shared")), SharedExpected());
   for (int t = 0; t < kThreads; ++t) {
@@ -85,7 +88,8 @@ TEST_F(ConcurrencyTest, givenManyThreads_whenWritingFilesAndSharedRegions_thenAl
   }
 }
 
-TEST_F(ConcurrencyTest, givenManyThreads_whenChangingOneDirectory_thenListingIsExact) {
+TEST_F(ConcurrencyTest,
+       givenManyThreads_whenChangingOneDirectory_thenListingIsExact) {
   constexpr int kPerThread = 150;
   ASSERT_EQ(mkdir(P("dir").c_str(), 0755), 0);
   std::atomic<int> failures{0};
@@ -97,7 +101,8 @@ TEST_F(ConcurrencyTest, givenManyThreads_whenChangingOneDirectory_thenListingIsE
             P("dir/t" + std::to_string(t) + "-" + std::to_string(i));
         if (!WriteFileSynced(name, name)) ++failures;
         // Every second file is renamed, every third of those removed.
-        if (i % 2 == 1 && rename(name.c_str(), (name + ".moved").c_str()) != 0) {
+        if (i % 2 == 1 &&
+            rename(name.c_str(), (name + ".moved").c_str()) != 0) {
           ++failures;
         }
         if (i % 6 == 1 && unlink((name + ".moved").c_str()) != 0) ++failures;
@@ -109,7 +114,8 @@ TEST_F(ConcurrencyTest, givenManyThreads_whenChangingOneDirectory_thenListingIsE
   std::set<std::string> expected = {".", ".."};
   for (int t = 0; t < kThreads; ++t) {
     for (int i = 0; i < kPerThread; ++i) {
-      const std::string name = "t" + std::to_string(t) + "-" + std::to_string(i);
+      const std::string name =
+          "t" + std::to_string(t) + "-" + std::to_string(i);
       if (i % 6 == 1) continue;
       expected.insert(i % 2 == 1 ? name + ".moved" : name);
     }

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -58,9 +59,9 @@ void AppendLine(int log_fd, const std::string& line) {
   for (int i = 0;; ++i) {
     const std::string name =
         "it" + std::to_string(iteration) + "-" + std::to_string(i);
-    if (!WriteFileSynced(volume.Path(name),
-                         PatternBytes(FileSeed(iteration, i),
-                                      FileSize(iteration, i)))) {
+    if (!WriteFileSynced(
+            volume.Path(name),
+            PatternBytes(FileSeed(iteration, i), FileSize(iteration, i)))) {
       _exit(0);
     }
     AppendLine(log_fd, "F " + std::to_string(i));
@@ -106,11 +107,13 @@ Durable ReadLog(const std::string& log_path) {
 
 size_t CountLines(const std::string& path) {
   std::optional<std::string> text = ReadFile(path);
-  return text ? static_cast<size_t>(std::count(text->begin(), text->end(), '\n'))
-              : 0;
+  return text
+             ? static_cast<size_t>(std::count(text->begin(), text->end(), '\n'))
+             : 0;
 }
 
-TEST_F(CrashTest, givenWriterWorkload_whenDaemonKilledRepeatedly_thenSyncedDataSurvives) {
+TEST_F(CrashTest,
+       givenWriterWorkload_whenDaemonKilledRepeatedly_thenSyncedDataSurvives) {
   std::map<int, Durable> durable;  // iteration -> what its log recorded
   for (int iteration = 0; iteration < kIterations; ++iteration) {
     SCOPED_TRACE("iteration " + std::to_string(iteration));
@@ -143,8 +146,8 @@ TEST_F(CrashTest, givenWriterWorkload_whenDaemonKilledRepeatedly_thenSyncedDataS
     ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
     for (const auto& [it, d] : durable) {
       for (int i = 0; i < d.files; ++i) {
-        const std::string name = "it" + std::to_string(it) + "-" +
-                                 std::to_string(i);
+        const std::string name =
+            "it" + std::to_string(it) + "-" + std::to_string(i);
         ASSERT_EQ(ReadFile(P(name)),
                   PatternBytes(FileSeed(it, i), FileSize(it, i)))
             << name;

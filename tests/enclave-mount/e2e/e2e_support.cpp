@@ -63,8 +63,8 @@ pid_t Spawn(std::vector<std::string> argv, int out_fd, const std::string& cwd,
   std::vector<char*> c_argv = CStrings(argv);
   std::vector<char*> c_env = CStrings(env);
   pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, c_argv[0], &actions, nullptr,
-                              c_argv.data(), c_env.data());
+  const int rc = posix_spawnp(&pid, c_argv[0], &actions, nullptr, c_argv.data(),
+                              c_env.data());
   posix_spawn_file_actions_destroy(&actions);
   return rc == 0 ? pid : -1;
 }
@@ -114,13 +114,13 @@ pid_t ParseDaemonPid(const std::string& output) {
 
 }  // namespace
 
-CommandResult Run(const std::vector<std::string>& argv,
-                  const std::string& cwd) {
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::string& cwd) {
   return RunIn(argv, cwd, "");
 }
 
 CommandResult Shell(const std::string& script, const std::string& cwd) {
-  return Run({"/bin/sh", "-c", script}, cwd);
+  return RunCommand({"/bin/sh", "-c", script}, cwd);
 }
 
 TempDir::TempDir() {
@@ -236,8 +236,8 @@ void E2eVolume::Setup(const std::string& quota) {
     setup_error_ = error;
     return;
   }
-  CommandResult created = Run({kHostBinary, "volume", "create", kVolume,
-                               "--quota", quota, "--store", store_});
+  CommandResult created = RunCommand({kHostBinary, "volume", "create", kVolume,
+                                      "--quota", quota, "--store", store_});
   if (created.exit_code != 0) {
     setup_error_ = "volume create: " + created.output;
     return;
@@ -324,16 +324,15 @@ bool E2eVolume::KillDaemon() {
 
 bool E2eVolume::ForceUnmount() {
   const bool unmounted =
-      Run({"fusermount3", "-u", mountpoint_}).exit_code == 0;
+      RunCommand({"fusermount3", "-u", mountpoint_}).exit_code == 0;
   if (unmounted) mounted_ = false;
   return unmounted;
 }
 
 CommandResult E2eVolume::Enclavefs(const std::string& subcommand,
                                    const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {kEnclavefsBinary, subcommand,
-                                   "--host",         host_address(),
-                                   "--volume",       kVolume,
+  std::vector<std::string> argv = {kEnclavefsBinary, subcommand, "--host",
+                                   host_address(),   "--volume", kVolume,
                                    "--key-file",     key_file_};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return RunIn(argv, "", dir() + "/run");
@@ -342,8 +341,8 @@ CommandResult E2eVolume::Enclavefs(const std::string& subcommand,
 void E2eVolume::CleanUp() {
   if (dir().empty()) return;
   if (mounted_) {
-    if (Run({"fusermount3", "-u", mountpoint_}).exit_code != 0) {
-      Run({"fusermount3", "-u", "-z", mountpoint_});
+    if (RunCommand({"fusermount3", "-u", mountpoint_}).exit_code != 0) {
+      RunCommand({"fusermount3", "-u", "-z", mountpoint_});
     }
     mounted_ = false;
   }

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -64,8 +63,8 @@ struct CommandResult {
 
 // Runs argv[0] (searched in PATH) with argv, waits for it and captures its
 // output. `cwd` empty: the current directory.
-CommandResult Run(const std::vector<std::string>& argv,
-                  const std::string& cwd = "");
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::string& cwd = "");
 // Runs `script` with /bin/sh -c.
 CommandResult Shell(const std::string& script, const std::string& cwd = "");
 

@@ -55,9 +55,9 @@ TEST_F(FileIoTest, givenOpenFlags_whenMisused_thenErrnoMatchesPosix) {
   ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
   EXPECT_EQ(Errno(open(P("d").c_str(), O_WRONLY)), EISDIR);
   EXPECT_EQ(Errno(open(P("f/sub").c_str(), O_RDONLY)), ENOTDIR);
-  EXPECT_EQ(Errno(open(P(std::string(256, 'n')).c_str(), O_CREAT | O_WRONLY,
-                       0644)),
-            ENAMETOOLONG);
+  EXPECT_EQ(
+      Errno(open(P(std::string(256, 'n')).c_str(), O_CREAT | O_WRONLY, 0644)),
+      ENAMETOOLONG);
   UniqueFd read_only(open(P("f").c_str(), O_RDONLY));
   ASSERT_TRUE(read_only.ok());
   EXPECT_EQ(Errno(write(read_only.get(), "y", 1)), EBADF);
@@ -74,16 +74,18 @@ TEST_F(FileIoTest, givenExistingFile_whenOpenedWithTrunc_thenItIsEmptied) {
 }
 
 TEST_F(FileIoTest, givenFile_whenPwriteAcrossBlockBoundaries_thenPreadSeesIt) {
-  UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
-  ASSERT_TRUE(fd.ok());
   const std::string base = PatternBytes(3, 200000);
-  ASSERT_TRUE(PwriteAll(fd.get(), base, 0));
   // Straddles the 64 KiB data-block boundary and a second one later.
   const std::string patch1 = PatternBytes(4, 100);
   const std::string patch2 = PatternBytes(5, 70000);
-  ASSERT_TRUE(PwriteAll(fd.get(), patch1, 65500));
-  ASSERT_TRUE(PwriteAll(fd.get(), patch2, 120000));
-  ASSERT_EQ(fsync(fd.get()), 0);
+  {
+    UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_TRUE(PwriteAll(fd.get(), base, 0));
+    ASSERT_TRUE(PwriteAll(fd.get(), patch1, 65500));
+    ASSERT_TRUE(PwriteAll(fd.get(), patch2, 120000));
+    ASSERT_EQ(fsync(fd.get()), 0);
+  }
   std::string expected = base;
   expected.replace(65500, patch1.size(), patch1);
   expected.resize(std::max<size_t>(expected.size(), 120000 + patch2.size()));
@@ -126,8 +128,7 @@ TEST_F(FileIoTest, givenSparseFile_whenReadingHoles_thenZerosAndFewBlocks) {
   EXPECT_LT(st.st_blocks * 512, st.st_size);
   EXPECT_EQ(PreadString(fd.get(), 1 << 20, 4 * kMiB),
             std::string(1 << 20, '\0'));
-  EXPECT_EQ(PreadString(fd.get(), 8, kEnd - 4),
-            std::string(4, '\0') + "tail");
+  EXPECT_EQ(PreadString(fd.get(), 8, kEnd - 4), std::string(4, '\0') + "tail");
   EXPECT_EQ(PreadString(fd.get(), 4, 0), "head");
 }
 
@@ -181,16 +182,19 @@ TEST_F(FileIoTest, givenFile_whenFallocateDefaultMode_thenSizeGrowsWithZeros) {
   EXPECT_EQ(st.st_size, 3 * kMiB);
 }
 
-TEST_F(FileIoTest, givenWrites_whenFsyncAndFdatasync_thenTheySucceedAndPersist) {
-  UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
-  ASSERT_TRUE(fd.ok());
-  ASSERT_TRUE(PwriteAll(fd.get(), "one", 0));
-  EXPECT_EQ(fsync(fd.get()), 0);
-  ASSERT_TRUE(PwriteAll(fd.get(), "two", 3));
-  EXPECT_EQ(fdatasync(fd.get()), 0);
-  UniqueFd dir(open(P("").c_str(), O_RDONLY | O_DIRECTORY));
-  ASSERT_TRUE(dir.ok());
-  EXPECT_EQ(fsync(dir.get()), 0);
+TEST_F(FileIoTest,
+       givenWrites_whenFsyncAndFdatasync_thenTheySucceedAndPersist) {
+  {
+    UniqueFd fd(open(P("f").c_str(), O_RDWR | O_CREAT, 0644));
+    ASSERT_TRUE(fd.ok());
+    ASSERT_TRUE(PwriteAll(fd.get(), "one", 0));
+    EXPECT_EQ(fsync(fd.get()), 0);
+    ASSERT_TRUE(PwriteAll(fd.get(), "two", 3));
+    EXPECT_EQ(fdatasync(fd.get()), 0);
+    UniqueFd dir(open(P("").c_str(), O_RDONLY | O_DIRECTORY));
+    ASSERT_TRUE(dir.ok());
+    EXPECT_EQ(fsync(dir.get()), 0);
+  }
   // The daemon dies without a final commit: only synced data can survive.
   ASSERT_TRUE(volume_.CrashMount());
   CommandResult mounted = volume_.Mount();

@@ -21,15 +21,16 @@ using IntegrityTest = MountedVolumeTest;
 
 std::string FileName(int i) { return "file-" + std::to_string(i); }
 
-TEST_F(IntegrityTest, givenOneTamperedDataBlock_whenReading_thenOnlyItsFileFailsWithEio) {
+TEST_F(IntegrityTest,
+       givenOneTamperedDataBlock_whenReading_thenOnlyItsFileFailsWithEio) {
   for (int i = 0; i < kFiles; ++i) {
     ASSERT_TRUE(WriteFileSynced(P(FileName(i)), PatternBytes(i, kFileSize)));
   }
   CommandResult unmounted = volume_.Unmount();
   ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
   ASSERT_EQ(volume_.StopHost(), 0);
-  CommandResult tampered = Run({kStoreTamperBinary, "--store", volume_.store(),
-                                "--volume", "vol"});
+  CommandResult tampered = RunCommand(
+      {kStoreTamperBinary, "--store", volume_.store(), "--volume", "vol"});
   ASSERT_EQ(tampered.exit_code, 0) << tampered.output;
   ASSERT_EQ(volume_.StartHost(), "");
   CommandResult mounted = volume_.Mount();
@@ -52,13 +53,13 @@ TEST_F(IntegrityTest, givenOneTamperedDataBlock_whenReading_thenOnlyItsFileFails
   CommandResult fsck = volume_.Enclavefs("fsck");
   EXPECT_NE(fsck.exit_code, 0) << fsck.output;
   for (int i = 0; i < kFiles; ++i) {
-    const bool named =
-        fsck.output.find("/" + FileName(i)) != std::string::npos;
+    const bool named = fsck.output.find("/" + FileName(i)) != std::string::npos;
     EXPECT_EQ(named, i == damaged[0]) << FileName(i) << "\n" << fsck.output;
   }
 }
 
-TEST_F(IntegrityTest, givenAnchoredVolume_whenHostRollsStoreBack_thenMountRefuses) {
+TEST_F(IntegrityTest,
+       givenAnchoredVolume_whenHostRollsStoreBack_thenMountRefuses) {
   const std::string anchor = volume_.dir() + "/anchor";  // outside the store
   const std::vector<std::string> anchored = {"--anchor-file", anchor};
   CommandResult unmounted = volume_.Unmount();
@@ -71,7 +72,7 @@ TEST_F(IntegrityTest, givenAnchoredVolume_whenHostRollsStoreBack_thenMountRefuse
 
   ASSERT_EQ(volume_.StopHost(), 0);
   const std::string saved = volume_.dir() + "/store-copy";
-  CommandResult copied = Run({"cp", "-a", volume_.store(), saved});
+  CommandResult copied = RunCommand({"cp", "-a", volume_.store(), saved});
   ASSERT_EQ(copied.exit_code, 0) << copied.output;
   ASSERT_EQ(volume_.StartHost(), "");
   mounted = volume_.Mount(anchored);
@@ -81,8 +82,8 @@ TEST_F(IntegrityTest, givenAnchoredVolume_whenHostRollsStoreBack_thenMountRefuse
   ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
 
   ASSERT_EQ(volume_.StopHost(), 0);
-  ASSERT_EQ(Run({"rm", "-rf", volume_.store()}).exit_code, 0);
-  ASSERT_EQ(Run({"mv", saved, volume_.store()}).exit_code, 0);
+  ASSERT_EQ(RunCommand({"rm", "-rf", volume_.store()}).exit_code, 0);
+  ASSERT_EQ(RunCommand({"mv", saved, volume_.store()}).exit_code, 0);
   ASSERT_EQ(volume_.StartHost(), "");
 
   mounted = volume_.Mount(anchored);

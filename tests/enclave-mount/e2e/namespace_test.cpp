@@ -34,8 +34,7 @@ std::set<std::string> ListDir(const std::string& path) {
   return names;
 }
 
-int Renameat2(const std::string& from, const std::string& to,
-              unsigned flags) {
+int Renameat2(const std::string& from, const std::string& to, unsigned flags) {
   return static_cast<int>(syscall(SYS_renameat2, AT_FDCWD, from.c_str(),
                                   AT_FDCWD, to.c_str(), flags));
 }
@@ -112,7 +111,8 @@ TEST_F(NamespaceTest, givenHardLink_whenLinkedAndUnlinked_thenNlinkFollows) {
   EXPECT_EQ(ReadFile(P("d/b")), "changed");
 }
 
-TEST_F(NamespaceTest, givenTwoFiles_whenRenamedOverEachOther_thenTargetReplaced) {
+TEST_F(NamespaceTest,
+       givenTwoFiles_whenRenamedOverEachOther_thenTargetReplaced) {
   ASSERT_TRUE(WriteFileSynced(P("src"), "new"));
   ASSERT_TRUE(WriteFileSynced(P("dst"), "old"));
   ASSERT_EQ(rename(P("src").c_str(), P("dst").c_str()), 0);
@@ -122,7 +122,8 @@ TEST_F(NamespaceTest, givenTwoFiles_whenRenamedOverEachOther_thenTargetReplaced)
   EXPECT_EQ(ListDir(P("")), (std::set<std::string>{".", "..", "dst"}));
 }
 
-TEST_F(NamespaceTest, givenDirectories_whenRenamedOverDirs_thenOnlyEmptyReplaced) {
+TEST_F(NamespaceTest,
+       givenDirectories_whenRenamedOverDirs_thenOnlyEmptyReplaced) {
   ASSERT_EQ(mkdir(P("a").c_str(), 0755), 0);
   ASSERT_TRUE(WriteFileSynced(P("a/inside"), "1"));
   ASSERT_EQ(mkdir(P("empty").c_str(), 0755), 0);
@@ -132,8 +133,7 @@ TEST_F(NamespaceTest, givenDirectories_whenRenamedOverDirs_thenOnlyEmptyReplaced
   EXPECT_EQ(Errno(rename(P("a").c_str(), P("full").c_str())), ENOTEMPTY);
   EXPECT_EQ(Errno(rename(P("a").c_str(), P("file").c_str())), ENOTDIR);
   EXPECT_EQ(Errno(rename(P("file").c_str(), P("empty").c_str())), EISDIR);
-  EXPECT_EQ(Errno(rename(P("a").c_str(), P("a/inside/sub").c_str())),
-            ENOTDIR);
+  EXPECT_EQ(Errno(rename(P("a").c_str(), P("a/inside/sub").c_str())), ENOTDIR);
   EXPECT_EQ(Errno(rename(P("a").c_str(), P("a/sub").c_str())), EINVAL);
   ASSERT_EQ(rename(P("a").c_str(), P("empty").c_str()), 0);
   EXPECT_EQ(ReadFile(P("empty/inside")), "1");
@@ -172,17 +172,18 @@ TEST_F(NamespaceTest, givenRenameExchange_whenBothExist_thenTheySwap) {
       << std::strerror(errno);
   EXPECT_EQ(ReadFile(P("dir")), "content");
   EXPECT_EQ(ReadFile(P("file/inner")), "i");
-  EXPECT_EQ(Errno(Renameat2(P("file"), P("missing"), RENAME_EXCHANGE)),
-            ENOENT);
+  EXPECT_EQ(Errno(Renameat2(P("file"), P("missing"), RENAME_EXCHANGE)), ENOENT);
   Remount();
   EXPECT_TRUE(S_ISDIR(Lstat(P("file")).st_mode));
   EXPECT_TRUE(S_ISREG(Lstat(P("dir")).st_mode));
 }
 
-TEST_F(NamespaceTest, givenFile_whenChmodChownUtimens_thenStatShowsExactValues) {
+TEST_F(NamespaceTest,
+       givenFile_whenChmodChownUtimens_thenStatShowsExactValues) {
   ASSERT_TRUE(WriteFileSynced(P("f"), "x"));
-  ASSERT_EQ(chmod(P("f").c_str(), 04751), 0);
+  // chown clears set-id bits (as on any Linux fs), so it goes first.
   ASSERT_EQ(chown(P("f").c_str(), 1234, 5678), 0);
+  ASSERT_EQ(chmod(P("f").c_str(), 04751), 0);
   const timespec times[2] = {{1000000000, 123456789}, {1500000000, 987654321}};
   ASSERT_EQ(utimensat(AT_FDCWD, P("f").c_str(), times, 0), 0);
   Remount();
@@ -220,8 +221,7 @@ TEST_F(NamespaceTest, givenXattrs_whenSetGetListRemove_thenBehaveLikeLinux) {
             EEXIST);
   EXPECT_EQ(Errno(setxattr(f.c_str(), "user.none", "v", 1, XATTR_REPLACE)),
             ENODATA);
-  EXPECT_EQ(Errno(getxattr(f.c_str(), "user.none", buf, sizeof(buf))),
-            ENODATA);
+  EXPECT_EQ(Errno(getxattr(f.c_str(), "user.none", buf, sizeof(buf))), ENODATA);
   Remount();
   char list[256] = {};
   const ssize_t n = listxattr(f.c_str(), list, sizeof(list));
@@ -258,16 +258,15 @@ TEST_F(NamespaceTest, givenSpecialFiles_whenFifoAndSocketCreated_thenTheyWork) {
   ASSERT_LT(path.size(), sizeof(addr.sun_path));
   std::strcpy(addr.sun_path, path.c_str());
   UniqueFd server(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_EQ(bind(server.get(), reinterpret_cast<sockaddr*>(&addr),
-                 sizeof(addr)),
-            0)
+  ASSERT_EQ(
+      bind(server.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
       << std::strerror(errno);
   ASSERT_EQ(listen(server.get(), 1), 0);
   EXPECT_TRUE(S_ISSOCK(Lstat(path).st_mode));
   UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&addr),
-                    sizeof(addr)),
-            0);
+  EXPECT_EQ(
+      connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+      0);
   EXPECT_EQ(Errno(mkfifo(P("sock").c_str(), 0644)), EEXIST);
 }
 
@@ -326,11 +325,18 @@ std::vector<int> RunAsNobody(const std::vector<std::function<long()>>& checks) {
   }
   close(fds[1]);
   std::vector<int> results(checks.size(), -1);
-  const ssize_t n = read(fds[0], results.data(), results.size() * sizeof(int));
+  const size_t want = results.size() * sizeof(int);
+  size_t got = 0;
+  auto* bytes = reinterpret_cast<char*>(results.data());
+  ssize_t n = 0;
+  while (got < want && (n = read(fds[0], bytes + got, want - got)) != 0) {
+    if (n < 0 && errno != EINTR) break;
+    if (n > 0) got += static_cast<size_t>(n);
+  }
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (n != static_cast<ssize_t>(results.size() * sizeof(int))) return {};
+  if (got != want) return {};
   return results;
 }
 
@@ -340,7 +346,8 @@ TEST_F(PermissionTest, givenUnprivilegedUser_whenAccessing_thenModeBitsDecide) {
   ASSERT_TRUE(WriteFileSynced(P("public"), "p"));
   ASSERT_TRUE(WriteFileSynced(P("secret"), "s"));
   ASSERT_EQ(chmod(P("secret").c_str(), 0600), 0);
-  ASSERT_EQ(mkdir(P("open").c_str(), 0777), 0);
+  ASSERT_EQ(mkdir(P("open").c_str(), 0755), 0);
+  ASSERT_EQ(chmod(P("open").c_str(), 0777), 0);  // past the umask
   ASSERT_EQ(mkdir(P("closed").c_str(), 0755), 0);
   auto open_close = [](const std::string& path, int flags) {
     return [path, flags]() -> long {
@@ -358,8 +365,8 @@ TEST_F(PermissionTest, givenUnprivilegedUser_whenAccessing_thenModeBitsDecide) {
       [this]() -> long { return chmod(P("public").c_str(), 0777); },
       [this]() -> long { return unlink(P("public").c_str()); },
   });
-  EXPECT_EQ(got, (std::vector<int>{0, EACCES, EACCES, 0, EACCES, EPERM,
-                                   EACCES}));
+  EXPECT_EQ(got,
+            (std::vector<int>{0, EACCES, EACCES, 0, EACCES, EPERM, EACCES}));
   EXPECT_EQ(Lstat(P("open/mine")).st_uid, 65534u);
   EXPECT_EQ(Lstat(P("public")).st_mode & 0777, 0644u);
 }

@@ -5,6 +5,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 
 #include "tests/enclave-mount/e2e/mounted_volume_test.h"
@@ -14,7 +15,8 @@ namespace {
 
 using PersistenceTest = MountedVolumeTest;
 
-TEST_F(PersistenceTest, givenTree_whenUnmountedAndRemounted_thenAllOfItSurvives) {
+TEST_F(PersistenceTest,
+       givenTree_whenUnmountedAndRemounted_thenAllOfItSurvives) {
   ASSERT_EQ(mkdir(P("docs").c_str(), 0700), 0);
   const std::string big = PatternBytes(10, 3 << 20);
   ASSERT_TRUE(WriteFileSynced(P("docs/big"), big));
@@ -45,7 +47,9 @@ void RestartHostUnderMount(E2eVolume& volume, bool kill9) {
   const std::string before = PatternBytes(11, 500000);
   ASSERT_TRUE(WriteFileSynced(volume.Path("before"), before));
   const int stopped = volume.StopHost(kill9);
-  if (!kill9) EXPECT_EQ(stopped, 0);
+  if (!kill9) {
+    EXPECT_EQ(stopped, 0);
+  }
   ASSERT_EQ(volume.StartHost(), "");
   // Reads below may come from caches; this write+fsync must reach the new
   // host process.
@@ -60,15 +64,18 @@ void RestartHostUnderMount(E2eVolume& volume, bool kill9) {
   EXPECT_EQ(ReadFile(volume.Path("after")), after);
 }
 
-TEST_F(PersistenceTest, givenMount_whenHostStoppedAndRestarted_thenMountReconnects) {
+TEST_F(PersistenceTest,
+       givenMount_whenHostStoppedAndRestarted_thenMountReconnects) {
   RestartHostUnderMount(volume_, /*kill9=*/false);
 }
 
-TEST_F(PersistenceTest, givenMount_whenHostKilledAndRestarted_thenSyncedDataSurvives) {
+TEST_F(PersistenceTest,
+       givenMount_whenHostKilledAndRestarted_thenSyncedDataSurvives) {
   RestartHostUnderMount(volume_, /*kill9=*/true);
 }
 
-TEST_F(PersistenceTest, givenUnmountedVolume_whenHostKilled_thenRemountSeesData) {
+TEST_F(PersistenceTest,
+       givenUnmountedVolume_whenHostKilled_thenRemountSeesData) {
   const std::string data = PatternBytes(13, 1 << 20);
   ASSERT_TRUE(WriteFileSynced(P("f"), data));
   CommandResult unmounted = volume_.Unmount();

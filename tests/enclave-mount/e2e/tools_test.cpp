@@ -14,9 +14,10 @@ using ToolsTest = MountedVolumeTest;
 
 CommandResult Fio(const std::string& directory, const std::string& rw,
                   const std::string& bs) {
-  return Run({"fio", "--name=verify", "--directory=" + directory,
-              "--size=64m", "--bs=" + bs, "--rw=" + rw, "--verify=crc32c",
-              "--verify_fatal=1", "--ioengine=psync", "--direct=0"});
+  return RunCommand({"fio", "--name=verify", "--directory=" + directory,
+                     "--size=64m", "--bs=" + bs, "--rw=" + rw,
+                     "--verify=crc32c", "--verify_fatal=1", "--ioengine=psync",
+                     "--direct=0"});
 }
 
 TEST_F(ToolsTest, givenFioRandomWrites_whenVerifyingCrc32c_thenAllBlocksMatch) {
@@ -25,13 +26,15 @@ TEST_F(ToolsTest, givenFioRandomWrites_whenVerifyingCrc32c_thenAllBlocksMatch) {
   EXPECT_NE(fio.output.find("err= 0"), std::string::npos) << fio.output;
 }
 
-TEST_F(ToolsTest, givenFioSequentialWrites_whenVerifyingCrc32c_thenAllBlocksMatch) {
+TEST_F(ToolsTest,
+       givenFioSequentialWrites_whenVerifyingCrc32c_thenAllBlocksMatch) {
   CommandResult fio = Fio(P(""), "write", "1m");
   EXPECT_EQ(fio.exit_code, 0) << fio.output;
   EXPECT_NE(fio.output.find("err= 0"), std::string::npos) << fio.output;
 }
 
-TEST_F(ToolsTest, givenGeneratedTree_whenTarExtractedIntoMount_thenDiffAndCompareAgree) {
+TEST_F(ToolsTest,
+       givenGeneratedTree_whenTarExtractedIntoMount_thenDiffAndCompareAgree) {
   const std::string src = volume_.dir() + "/src";
   // Nested directories, files from empty to a few blocks, a symlink, a
   // hard link and odd modes.
@@ -49,16 +52,17 @@ TEST_F(ToolsTest, givenGeneratedTree_whenTarExtractedIntoMount_thenDiffAndCompar
   ASSERT_EQ(made.exit_code, 0) << made.output;
   ASSERT_EQ(mkdir(P("x").c_str(), 0755), 0);
   CommandResult extracted =
-      Run({"tar", "-xf", volume_.dir() + "/src.tar", "-C", P("x")});
+      RunCommand({"tar", "-xf", volume_.dir() + "/src.tar", "-C", P("x")});
   ASSERT_EQ(extracted.exit_code, 0) << extracted.output;
-  CommandResult diff = Run({"diff", "-r", "--no-dereference", src, P("x/src")});
+  CommandResult diff =
+      RunCommand({"diff", "-r", "--no-dereference", src, P("x/src")});
   EXPECT_EQ(diff.exit_code, 0) << diff.output;
-  CommandResult compare =
-      Run({"tar", "--compare", "-f", volume_.dir() + "/src.tar", "-C", P("x")});
+  CommandResult compare = RunCommand(
+      {"tar", "--compare", "-f", volume_.dir() + "/src.tar", "-C", P("x")});
   EXPECT_EQ(compare.exit_code, 0) << compare.output;
   Remount();
-  compare =
-      Run({"tar", "--compare", "-f", volume_.dir() + "/src.tar", "-C", P("x")});
+  compare = RunCommand(
+      {"tar", "--compare", "-f", volume_.dir() + "/src.tar", "-C", P("x")});
   EXPECT_EQ(compare.exit_code, 0) << compare.output;
 }
 
@@ -70,7 +74,8 @@ TEST_F(ToolsTest, givenGitRepository_whenCommittingInMount_thenGitFsckIsClean) {
       "git init -q -b main .;"
       "git config user.name e2e; git config user.email e2e@example.invalid;"
       "mkdir src; i=0;"
-      "while [ $i -lt 50 ]; do echo \"line $i\" > src/file$i.txt; i=$((i+1)); done;"
+      "while [ $i -lt 50 ]; do echo \"line $i\" > src/file$i.txt; i=$((i+1)); "
+      "done;"
       "git add -A; git commit -q -m first;"
       "echo changed >> src/file3.txt; git mv src/file4.txt src/renamed.txt;"
       "git commit -q -am second; git gc -q",
@@ -86,9 +91,11 @@ TEST_F(ToolsTest, givenGitRepository_whenCommittingInMount_thenGitFsckIsClean) {
   EXPECT_EQ(status.output, "");
 }
 
-TEST_F(ToolsTest, givenSqliteDatabase_whenInsertingInTransaction_thenCountAndIntegrityHold) {
+TEST_F(
+    ToolsTest,
+    givenSqliteDatabase_whenInsertingInTransaction_thenCountAndIntegrityHold) {
   const std::string db = P("test.db");
-  CommandResult created = Run(
+  CommandResult created = RunCommand(
       {"sqlite3", db,
        "CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT);"
        "BEGIN;"
@@ -99,7 +106,7 @@ TEST_F(ToolsTest, givenSqliteDatabase_whenInsertingInTransaction_thenCountAndInt
   ASSERT_EQ(created.exit_code, 0) << created.output;
   EXPECT_EQ(created.output, "1000\n");
   Remount();
-  CommandResult checked = Run(
+  CommandResult checked = RunCommand(
       {"sqlite3", db, "PRAGMA integrity_check; SELECT count(*) FROM t;"});
   EXPECT_EQ(checked.exit_code, 0) << checked.output;
   EXPECT_EQ(checked.output, "ok\n1000\n");

@@ -1,5 +1,5 @@
-// Parsing and printing of the sizes and durations the enclavefs command
-// line accepts ("64MiB", "5s"). Pure functions, safe from any thread.
+// Parsing and printing of the sizes and durations both command lines accept
+// ("64MiB", "5s"). Pure functions, safe from any thread.
 #pragma once
 
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "enclave-mount/units.h"
+#include "blockstore/units.h"
 
 #include <gtest/gtest.h>
 
