@@ -169,8 +169,8 @@ Result<SealedBlock> SealerImpl::Seal(BlockKind kind, std::string_view name,
   std::span<uint8_t> nonce_span(nonce, aead->nonce_size());
   MakeNonce(pos.counter, nonce_span);
   const std::string ad = AssociatedData(kind, name);
-  EFS_RETURN_IF_ERROR(aead->Encrypt(nonce_span, AsBytes(ad), {body, body_size},
-                                    body, out.tag));
+  EFS_RETURN_IF_ERROR(
+      aead->Encrypt(nonce_span, AsBytes(ad), {body, body_size}, body, out.tag));
   std::memcpy(body + body_size, out.tag.data(), kTagSize);
   return out;
 }

@@ -118,9 +118,9 @@ TEST_F(
 
 TEST_F(SealedBlockStoreTest,
        givenValueOverSealedCapacity_whenCommit_thenInvalidArgument) {
-  EXPECT_EQ(Put("big", std::string(kMaxOpaqueClassSize, 'x')).code(),
+  EXPECT_EQ(Put("big", std::string(kMaxOpaqueClassSize + 1, 'x')).code(),
             StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Put("fits", std::string(kMaxOpaqueClassSize - 4, 'x')).ok());
+  EXPECT_TRUE(Put("fits", std::string(kMaxOpaqueClassSize, 'x')).ok());
 }
 
 TEST_F(SealedBlockStoreTest,

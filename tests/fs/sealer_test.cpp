@@ -94,7 +94,7 @@ TEST_P(SealerTest,
        givenFixedClassKinds_whenSealAnySize_thenSealedSizeIsClassPlusOverhead) {
   for (BlockKind kind :
        {BlockKind::kRoot, BlockKind::kNode, BlockKind::kData}) {
-    EXPECT_EQ(sealer_.Capacity(kind), ClassOf(kind) - 4);
+    EXPECT_EQ(sealer_.Capacity(kind), ClassOf(kind));
     for (size_t size : {size_t{0}, size_t{7}, sealer_.Capacity(kind)}) {
       auto sealed = sealer_.Seal(kind, "n", std::string(size, 'x'));
       ASSERT_TRUE(sealed.ok());
@@ -105,7 +105,7 @@ TEST_P(SealerTest,
 
 TEST_P(SealerTest, givenOpaqueValues_whenSealed_thenSizeIsPowerOfTwoClass) {
   const std::pair<size_t, size_t> cases[] = {
-      {0, 4096}, {4092, 4096}, {4093, 8192}, {70000, 131072}};
+      {0, 4096}, {4096, 4096}, {4097, 8192}, {70000, 131072}};
   for (auto [size, cls] : cases) {
     auto sealed = sealer_.Seal(BlockKind::kOpaque, "k", std::string(size, 'v'));
     ASSERT_TRUE(sealed.ok());
@@ -324,59 +324,82 @@ class SealerKnownAnswerTest : public ::testing::TestWithParam<CipherId> {
     return salt;
   }
   static constexpr uint64_t kCounter = 0x81020304;  // < 2^32: no rotation
+
+  // Seals `plain` as `kind` with the fixed salt and counter into `*out`,
+  // then decodes every documented field by hand (prefix, AD, nonce,
+  // encrypted length and padding, tag).
+  void SealAndDecode(BlockKind kind, size_t class_size,
+                     const std::string& plain, std::string* out) {
+    auto ctx = MakeContext(GetParam(), 4096);
+    SealerImpl sealer(ctx, FixedSalt(), kCounter);
+    const std::string name = "kat-name";
+    auto sealed = sealer.Seal(kind, name, plain);
+    ASSERT_TRUE(sealed.ok());
+    const std::string& s = sealed->bytes;
+    const auto* b = reinterpret_cast<const uint8_t*>(s.data());
+
+    // 32-byte prefix, then length (4) + class, then the tag.
+    ASSERT_EQ(s.size(), 32u + 4 + class_size + 16);
+    EXPECT_EQ(b[0], 0xE1);  // magic nibble 0xE, format version 1
+    EXPECT_EQ(b[1], static_cast<uint8_t>(kind));
+    EXPECT_EQ(b[2], static_cast<uint8_t>(GetParam()));
+    for (size_t i = 3; i < 8; ++i) EXPECT_EQ(b[i], 0);
+    const Salt salt = FixedSalt();
+    EXPECT_TRUE(std::equal(salt.begin(), salt.end(), b + 8));
+    EXPECT_EQ(LoadLe(b + 24, 8), kCounter);
+    const uint8_t* tag = b + 32 + 4 + class_size;
+    EXPECT_TRUE(std::equal(sealed->tag.begin(), sealed->tag.end(), tag));
+
+    // Decrypt by hand: session subkey, nonce and AD built from the spec.
+    auto subkey = HkdfSha256(ctx->encryption_key.span(), FixedSalt(),
+                             "enclavefs seal v1", 32);
+    ASSERT_TRUE(subkey.ok());
+    auto aead = Aead::Create(GetParam(), subkey->span());
+    ASSERT_TRUE(aead.ok());
+    std::vector<uint8_t> nonce((*aead)->nonce_size(), 0);
+    StoreLe(nonce.data(), kCounter, 8);
+    std::string ad = std::string("EFS") + '\x01' + static_cast<char>(kind) +
+                     std::string(AsChars(ctx->uuid)) + '\x08' + '\x00' + name;
+    std::string body(4 + class_size, '\0');
+    ASSERT_TRUE((*aead)
+                    ->Decrypt(nonce, AsBytes(ad), {b + 32, body.size()},
+                              std::span<const uint8_t, 16>(tag, 16),
+                              reinterpret_cast<uint8_t*>(body.data()))
+                    .ok());
+    EXPECT_EQ(LoadLe(reinterpret_cast<const uint8_t*>(body.data()), 4),
+              plain.size());
+    EXPECT_EQ(body.substr(4, plain.size()), plain);
+    EXPECT_EQ(body.substr(4 + plain.size()),
+              std::string(class_size - plain.size(), '\0'));
+    *out = s;
+  }
 };
 
 TEST_P(SealerKnownAnswerTest,
-       givenFixedInputs_whenSealed_thenLayoutDecodesAndHashIsPinned) {
-  auto ctx = MakeContext(GetParam(), 4096);
-  SealerImpl sealer(ctx, FixedSalt(), kCounter);
-  const std::string name = "kat-name";
-  const std::string plain = "EnclaveFS known-answer plaintext";
-  auto sealed = sealer.Seal(BlockKind::kRoot, name, plain);
-  ASSERT_TRUE(sealed.ok());
-  const std::string& s = sealed->bytes;
-  const auto* b = reinterpret_cast<const uint8_t*>(s.data());
-
-  // Hand-decode every documented field.
-  ASSERT_EQ(s.size(), 32u + 4096 + 16);
-  EXPECT_EQ(b[0], 0xE1);  // magic nibble 0xE, format version 1
-  EXPECT_EQ(b[1], 2);     // kRoot
-  EXPECT_EQ(b[2], static_cast<uint8_t>(GetParam()));
-  for (size_t i = 3; i < 8; ++i) EXPECT_EQ(b[i], 0);
-  const Salt salt = FixedSalt();
-  EXPECT_TRUE(std::equal(salt.begin(), salt.end(), b + 8));
-  EXPECT_EQ(LoadLe(b + 24, 8), kCounter);
-  EXPECT_TRUE(
-      std::equal(sealed->tag.begin(), sealed->tag.end(), b + 32 + 4096));
-
-  // Decrypt by hand: session subkey, nonce and AD built from the spec.
-  auto subkey = HkdfSha256(ctx->encryption_key.span(), FixedSalt(),
-                           "enclavefs seal v1", 32);
-  ASSERT_TRUE(subkey.ok());
-  auto aead = Aead::Create(GetParam(), subkey->span());
-  ASSERT_TRUE(aead.ok());
-  std::vector<uint8_t> nonce((*aead)->nonce_size(), 0);
-  StoreLe(nonce.data(), kCounter, 8);
-  std::string ad = std::string("EFS") + '\x01' + '\x02' +
-                   std::string(AsChars(ctx->uuid)) + '\x08' + '\x00' + name;
-  std::string body(4096, '\0');
-  ASSERT_TRUE((*aead)
-                  ->Decrypt(nonce, AsBytes(ad), {b + 32, 4096},
-                            std::span<const uint8_t, 16>(b + 32 + 4096, 16),
-                            reinterpret_cast<uint8_t*>(body.data()))
-                  .ok());
-  EXPECT_EQ(LoadLe(reinterpret_cast<const uint8_t*>(body.data()), 4),
-            plain.size());
-  EXPECT_EQ(body.substr(4, plain.size()), plain);
-  EXPECT_EQ(body.substr(4 + plain.size()),
-            std::string(4096 - 4 - plain.size(), '\0'));
-
+       givenRootRecord_whenSealed_thenLayoutDecodesAndHashIsPinned) {
+  std::string sealed;
+  ASSERT_NO_FATAL_FAILURE(SealAndDecode(BlockKind::kRoot, kRootRecordSize,
+                                        "EnclaveFS known-answer plaintext",
+                                        &sealed));
   // Pinned once the decoding above passed; a change means a format change.
   const char* expected =
       GetParam() == CipherId::kAes256Gcm
-          ? "43a38f77c96226b79827a4ac42b4d1056ce2975281743ea7eb45e537990d36d2"
-          : "8289354e1bef04f7d7c7d700445e6f236ab7bb73c355b9c9832562ad5745d59d";
-  EXPECT_EQ(Blake2bHex(s), expected);
+          ? "8944471dba32f53ab70177da0a31749fd3814a4adc5870d08775eef715dafcbe"
+          : "b1aeb534dce5994ddb9a493557ed19d900245f2d25669a9d3b9d2742b4e17e2d";
+  EXPECT_EQ(Blake2bHex(sealed), expected);
+}
+
+TEST_P(SealerKnownAnswerTest,
+       givenFullDataBlock_whenSealed_thenWholeBlockSizeFitsAndHashIsPinned) {
+  // A data block holds exactly the volume block size (4096 here).
+  std::string sealed;
+  ASSERT_NO_FATAL_FAILURE(
+      SealAndDecode(BlockKind::kData, 4096, Pattern(4096, 0x5a), &sealed));
+  const char* expected =
+      GetParam() == CipherId::kAes256Gcm
+          ? "53311f1ceb6d9a42b621425dae3cd2b071c4444b870d45d6d6c9177bc9250fab"
+          : "c08b988b4c1aec4b294fceb7e8cfa31d8f126685298290f866d767593d76a41d";
+  EXPECT_EQ(Blake2bHex(sealed), expected);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothCiphers, SealerKnownAnswerTest,

@@ -10,7 +10,8 @@
 namespace enclavefs::testing {
 namespace {
 
-std::string Block(char fill, size_t size = 4000) {
+// Defaults to a full block of SmallParams(): blocks hold the whole size.
+std::string Block(char fill, size_t size = 4096) {
   return std::string(size, fill);
 }
 
@@ -162,7 +163,7 @@ TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
   auto listed = volume->ListData(3, 1, 100, 100);
   ASSERT_TRUE(listed.ok());
   EXPECT_EQ(*listed, (std::vector<uint64_t>{1, 2, 3, 4}));
-  EXPECT_EQ(volume->block_size(), 4092u);
+  EXPECT_EQ(volume->block_size(), SmallParams().block_size);
 }
 
 TEST(

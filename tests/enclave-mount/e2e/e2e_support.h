@@ -30,12 +30,6 @@ inline constexpr char kEnclavefsBinary[] = ENCLAVEFS_BINARY;
 inline constexpr char kHostBinary[] = ENCLAVEFS_HOST_BINARY;
 inline constexpr char kStoreTamperBinary[] = STORE_TAMPER_BINARY;
 
-// Exit codes of `enclavefs` (enclave-mount/exit_codes.h; documented in
-// docs/usage.md, so stable).
-inline constexpr int kExitFailure = 1;
-inline constexpr int kExitBusy = 6;
-inline constexpr int kExitRollback = 10;
-
 // errno of a failed syscall result (< 0), else 0:
 // EXPECT_EQ(Errno(mkdir(path, 0755)), EEXIST).
 inline int Errno(long rc) { return rc < 0 ? errno : 0; }
@@ -113,7 +107,7 @@ class E2eVolume {
   // mountpoint() + "/" + relative
   std::string Path(const std::string& relative) const;
 
-  // Host service. StartHost: exit status "" on success, else the reason.
+  // Host service. StartHost returns "" once it listens, else the reason.
   std::string StartHost();
   // SIGTERM (graceful) or SIGKILL; waits for the exit. Returns the exit
   // code for SIGTERM (0 expected), -1 when killed.

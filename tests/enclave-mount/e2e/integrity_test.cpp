@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "enclave-mount/exit_codes.h"
 #include "tests/enclave-mount/e2e/mounted_volume_test.h"
 
 namespace enclavefs::e2e {
@@ -87,7 +88,8 @@ TEST_F(IntegrityTest,
   ASSERT_EQ(volume_.StartHost(), "");
 
   mounted = volume_.Mount(anchored);
-  EXPECT_EQ(mounted.exit_code, kExitRollback) << mounted.output;
+  EXPECT_EQ(mounted.exit_code, static_cast<int>(ExitCode::kRollback))
+      << mounted.output;
   EXPECT_NE(mounted.output.find("rolled back"), std::string::npos)
       << mounted.output;
   EXPECT_FALSE(volume_.mounted());

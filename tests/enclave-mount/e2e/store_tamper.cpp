@@ -64,12 +64,14 @@ int Tamper(const std::string& dir, const std::string& volume, size_t index) {
     for (size_t i = 0; i < page->keys.size(); ++i) {
       const auto& value = (*values)[i];
       if (!value) continue;
+      if (!IsSealedData(*value)) continue;
       largest = std::max(largest, value->size());
-      if (IsSealedData(*value)) data.emplace_back(page->keys[i], value->size());
+      data.emplace_back(page->keys[i], value->size());
     }
     if (!page->more) break;
     after = page->keys.back();
   }
+  // Every data block has the same sealed size; anything else is not one.
   std::erase_if(data, [&](const auto& d) { return d.second != largest; });
   if (index >= data.size()) {
     return Fail("volume has " + std::to_string(data.size()) +
