@@ -18,7 +18,7 @@ scripts/install-deps.sh
 step "ASan+UBSan build of the unit tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DENCLAVEFS_SANITIZE=ON -DENCLAVEFS_BENCH=OFF >/dev/null
-ninja -C build-asan -j"$JOBS" blockstore_tests fs_tests
+ninja -C build-asan -j"$JOBS" blockstore_tests fs_tests enclave_mount_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -L unit -j"$JOBS" --output-on-failure \
   --timeout 300
