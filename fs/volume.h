@@ -1,7 +1,7 @@
 // Volume: the authenticated, copy-on-write key/value and data-block store of
 // one EnclaveFS volume, on top of an untrusted BlockStore.
 //
-// Host keys: "header" (H4a's volume header), "root" (the sealed root record)
+// Host keys: "header" (the volume header, fs/volume_keys.h), "root" (the sealed root record)
 // and 16-byte opaque names, each written once, for tree nodes and data
 // blocks. One BTree holds all metadata; data blocks are separate sealed
 // blocks referenced from the tree by extent keys. Every block read is checked

@@ -60,8 +60,8 @@ class FsckTest : public ::testing::Test {
     ASSERT_EQ(b_blocks_.size(), BlocksFor(2 * kBlockSize));
   }
 
-  // Data blocks a file of `bytes` needs: a block holds the sealer's data
-  // capacity, a little under the block size.
+  // Data blocks a file of `bytes` needs: a block holds exactly the sealer's
+  // data capacity (the volume block size).
   size_t BlocksFor(size_t bytes) {
     const size_t capacity = NewSealer()->Capacity(BlockKind::kData);
     return (bytes + capacity - 1) / capacity;
