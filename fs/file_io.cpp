@@ -101,6 +101,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t offset,
   if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset) {
     return Status::OutOfRange("write past the maximum file size");
   }
+  Volume::Operation op = volume_->BeginOperation();
   InodeLocks locks = impl_->LockInodes({ino});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   EFS_RETURN_IF_ERROR(CheckRegularForIo(rec));
@@ -149,6 +150,7 @@ Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t offset,
   if (offset > kMaxFileSize || length > kMaxFileSize - offset) {
     return Status::OutOfRange("fallocate past the maximum file size");
   }
+  Volume::Operation op = volume_->BeginOperation();
   InodeLocks locks = impl_->LockInodes({ino});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   EFS_RETURN_IF_ERROR(CheckRegularForIo(rec));
@@ -174,6 +176,7 @@ Status Filesystem::SetXattr(uint64_t ino, std::string_view name,
   if (value.size() > volume_->max_value_size()) {
     return Status::OutOfRange("xattr value too large");
   }
+  Volume::Operation op = volume_->BeginOperation();
   InodeLocks locks = impl_->LockInodes({ino});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   const std::string key = XattrKey(ino, name);
@@ -215,6 +218,7 @@ Result<std::vector<std::string>> Filesystem::ListXattr(uint64_t ino) {
 
 Status Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
   EFS_RETURN_IF_ERROR(CheckXattrName(name));
+  Volume::Operation op = volume_->BeginOperation();
   InodeLocks locks = impl_->LockInodes({ino});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   const std::string key = XattrKey(ino, name);

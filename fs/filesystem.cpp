@@ -46,8 +46,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(
     rec.gid = root_gid;
     rec.parent = kRootInode;
     rec.atime = rec.mtime = rec.ctime = Now();
-    EFS_RETURN_IF_ERROR(impl->Store(rec));
-    EFS_RETURN_IF_ERROR(impl->AdjustInodeCount(1));
+    {
+      Volume::Operation op = volume->BeginOperation();
+      EFS_RETURN_IF_ERROR(impl->Store(rec));
+      EFS_RETURN_IF_ERROR(impl->AdjustInodeCount(1));
+    }
     EFS_RETURN_IF_ERROR(volume->Commit(true));
   } else if (!root.ok()) {
     return root.status();
@@ -63,6 +66,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(
     EFS_ASSIGN_OR_RETURN(auto orphans, volume->Scan(prefix, end, kScanPage));
     if (orphans.empty()) break;
     for (const auto& entry : orphans) {
+      Volume::Operation op = volume->BeginOperation();
       EFS_RETURN_IF_ERROR(impl->FreeInode(KeyInode(entry.first)));
       ++freed;
     }
@@ -91,6 +95,7 @@ Result<InodeAttr> Filesystem::GetAttr(uint64_t ino) {
 }
 
 Result<InodeAttr> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& req) {
+  Volume::Operation op = volume_->BeginOperation();
   InodeLocks locks = impl_->LockInodes({ino});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   const Timespec now = Now();
@@ -165,6 +170,7 @@ Result<InodeAttr> Filesystem::Mknod(uint64_t parent, std::string_view name,
   rec.uid = uid;
   rec.gid = gid;
   rec.rdev = (type == S_IFCHR || type == S_IFBLK) ? rdev : 0;
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
   return impl_->CreateEntry(parent, name, std::move(rec));
 }
@@ -177,6 +183,7 @@ Result<InodeAttr> Filesystem::Mkdir(uint64_t parent, std::string_view name,
   rec.nlink = 2;
   rec.uid = uid;
   rec.gid = gid;
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
   return impl_->CreateEntry(parent, name, std::move(rec));
 }
@@ -199,6 +206,7 @@ Result<InodeAttr> Filesystem::Symlink(uint64_t parent, std::string_view name,
   rec.gid = gid;
   rec.size = target.size();
   rec.symlink_target = std::string(target);
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
   return impl_->CreateEntry(parent, name, std::move(rec));
 }
@@ -212,6 +220,7 @@ Result<std::string> Filesystem::Readlink(uint64_t ino) {
 Result<InodeAttr> Filesystem::Link(uint64_t ino, uint64_t new_parent,
                                    std::string_view new_name) {
   EFS_RETURN_IF_ERROR(CheckName(new_name));
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
   InodeLocks locks = impl_->LockInodes({ino, new_parent});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
@@ -260,6 +269,7 @@ Status Filesystem::Impl::RemoveEntry(uint64_t parent, std::string_view name,
 
 Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
   EFS_RETURN_IF_ERROR(CheckName(name));
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
   EFS_RETURN_IF_ERROR(impl_->LoadDir(parent).status());
   EFS_ASSIGN_OR_RETURN(std::optional<DirentValue> entry,
@@ -271,6 +281,7 @@ Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
 
 Status Filesystem::Rmdir(uint64_t parent, std::string_view name) {
   EFS_RETURN_IF_ERROR(CheckName(name));
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
   EFS_RETURN_IF_ERROR(impl_->LoadDir(parent).status());
   EFS_ASSIGN_OR_RETURN(std::optional<DirentValue> entry,
@@ -304,6 +315,7 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name,
   EFS_RETURN_IF_ERROR(CheckName(name));
   EFS_RETURN_IF_ERROR(CheckName(new_name));
   Impl& impl = *impl_;
+  Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl.ns_mu);
   EFS_RETURN_IF_ERROR(impl.LoadDir(parent).status());
   EFS_RETURN_IF_ERROR(impl.LoadDir(new_parent).status());
@@ -459,6 +471,7 @@ Result<std::vector<DirEntry>> Filesystem::ReadDir(uint64_t ino, uint64_t offset,
 // ---- lifetime of unlinked inodes, durability, usage ----
 
 Status Filesystem::Forget(uint64_t ino) {
+  Volume::Operation op = volume_->BeginOperation();
   InodeLocks locks = impl_->LockInodes({ino});
   Result<InodeRecord> rec = impl_->Load(ino);
   if (rec.status().code() == StatusCode::kNotFound) return Status::Ok();
@@ -467,6 +480,7 @@ Status Filesystem::Forget(uint64_t ino) {
   return impl_->FreeInode(ino);
 }
 
+// Holds no Operation or lock: Commit waits for every Operation to end.
 Status Filesystem::Sync() { return volume_->Commit(true); }
 
 Result<FsStats> Filesystem::StatFs() {

@@ -22,12 +22,18 @@
 //
 // Thread safety: every method is safe to call concurrently. Operations on
 // one inode are serialized by a per-inode lock; namespace changes (create,
-// link, unlink, rename) take a filesystem-wide namespace lock first. Lock
-// order: namespace -> inode locks (a table of shards, taken in ascending
-// shard order) -> Volume. Details in fs/filesystem_impl.h.
+// link, unlink, rename) take a filesystem-wide namespace lock first. Every
+// mutating operation runs inside one Volume::Operation, begun before any
+// lock here. Lock order: Volume::Operation (the Volume's commit gate) ->
+// namespace -> inode locks (a table of shards, taken in ascending shard
+// order) -> Volume. Taking the Operation first means a thread waiting at the
+// gate (behind a pending commit) holds no filesystem lock that an active
+// Operation could need, so commits and operations cannot deadlock. Sync
+// holds neither an Operation nor a lock. Details in fs/filesystem_impl.h.
 //
 // Durability: changes reach the host on Volume commits (its timer or dirty
-// limit) and on Sync. Destroying a Filesystem does not commit.
+// limit) and on Sync. Every commit holds whole operations only, so a crash
+// never persists half of one. Destroying a Filesystem does not commit.
 #pragma once
 
 #include <sys/types.h>

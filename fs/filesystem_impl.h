@@ -2,7 +2,8 @@
 // the POSIX layer (filesystem.cpp: namespace and metadata; file_io.cpp: file
 // contents and xattrs). Private to fs/: nothing outside includes it.
 //
-// Locking (see fs/filesystem.h): ns_mu (exclusive for namespace changes,
+// Locking (see fs/filesystem.h): one Volume::Operation per mutating call,
+// begun first, then ns_mu (exclusive for namespace changes,
 // shared for lookups and directory reads) -> inode lock shards in ascending
 // shard index -> count_mu -> the Volume's own lock. Every read-modify-write of
 // an inode record holds that inode's shard exclusively; plain reads of a

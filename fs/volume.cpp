@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -48,6 +49,25 @@ uint64_t ExtentIndex(std::string_view key) {
 bool IsExtentKey(std::string_view key) {
   return !key.empty() && static_cast<uint8_t>(key[0]) == kExtentPrefix;
 }
+
+#ifndef NDEBUG
+// Volumes this thread holds an Operation on: checks the REQUIRES clauses.
+thread_local std::vector<const void*> t_held_ops;
+bool HoldsOperation(const void* volume) {
+  return std::find(t_held_ops.begin(), t_held_ops.end(), volume) !=
+         t_held_ops.end();
+}
+void NoteOperation(const void* volume, bool held) {
+  if (held) {
+    t_held_ops.push_back(volume);
+  } else if (auto it = std::find(t_held_ops.begin(), t_held_ops.end(), volume);
+             it != t_held_ops.end()) {
+    t_held_ops.erase(it);
+  }
+}
+#else
+void NoteOperation(const void*, bool) {}
+#endif
 
 }  // namespace
 
@@ -185,6 +205,61 @@ void Volume::TimerLoop() {
     if (!s.ok()) spdlog::warn("volume: timed commit failed: {}", s.ToString());
     lock.lock();
   }
+}
+
+Volume::Operation Volume::BeginOperation() {
+  assert(!HoldsOperation(this));
+  std::unique_lock gate(gate_mu_);
+  while (committers_ > 0 || commit_deferred_) {
+    if (committers_ == 0 && active_ops_ == 0) {
+      // The deferred commit's last Operation ended before it was due.
+      gate.unlock();
+      RunDeferredCommit();
+      gate.lock();
+    } else {
+      gate_cv_.wait(gate);
+    }
+  }
+  ++active_ops_;
+  NoteOperation(this, true);
+  return Operation(*this);
+}
+
+Volume::Operation::~Operation() { volume_.EndOperation(); }
+
+void Volume::EndOperation() {
+  NoteOperation(this, false);
+  bool last;
+  {
+    std::lock_guard gate(gate_mu_);
+    last = --active_ops_ == 0;
+  }
+  if (!last) return;
+  gate_cv_.notify_all();
+  if (commit_deferred_) RunDeferredCommit();
+}
+
+Volume::CommitPass::CommitPass(Volume& volume) : volume_(volume) {
+  std::unique_lock gate(volume_.gate_mu_);
+  ++volume_.committers_;
+  volume_.gate_cv_.wait(gate, [this] { return volume_.active_ops_ == 0; });
+}
+
+Volume::CommitPass::~CommitPass() {
+  {
+    std::lock_guard gate(volume_.gate_mu_);
+    --volume_.committers_;
+  }
+  volume_.gate_cv_.notify_all();
+}
+
+void Volume::RunDeferredCommit() {
+  CommitPass pass(*this);
+  if (!commit_deferred_.exchange(false)) return;  // another thread ran it
+  std::unique_lock lock(mu_);
+  if (DirtyBytesLocked() < options_.dirty_limit_bytes) return;
+  Status s = CommitLocked(false);
+  if (!s.ok()) spdlog::warn("volume: deferred commit failed: {}", s.ToString());
 }
 
 Status Volume::CheckWritable() const { return failed_; }
@@ -425,11 +500,22 @@ size_t Volume::dirty_bytes() const {
 }
 
 Status Volume::MaybeCommitLocked() {
-  if (DirtyBytesLocked() < options_.dirty_limit_bytes) return Status::Ok();
+  const size_t dirty = DirtyBytesLocked();
+  if (dirty < options_.dirty_limit_bytes) return Status::Ok();
+  if (active_ops_ > 0) {
+    if (dirty < kHardDirtyLimit) {
+      commit_deferred_ = true;
+      return Status::Ok();
+    }
+    spdlog::warn("volume: {} dirty bytes inside operations, committing now",
+                 dirty);
+  }
   return CommitLocked(false);
 }
 
 Status Volume::Commit(bool durable) {
+  assert(!HoldsOperation(this));
+  CommitPass pass(*this);
   std::unique_lock lock(mu_);
   return CommitLocked(durable);
 }
@@ -489,6 +575,7 @@ Status Volume::CommitLocked(bool durable) {
   root_ = next;
   root_sealed_ = std::move(sealed_root.bytes);
   dirty_ = false;
+  commit_deferred_ = false;
 
   for (size_t i = now; i < deletes.size(); i += kMaxBatchKeys) {
     CommitBatch more;
@@ -530,6 +617,8 @@ Status Volume::SendBatch(CommitBatch& batch, const std::string& new_root) {
 }
 
 Result<GcReport> Volume::CollectGarbage() {
+  assert(!HoldsOperation(this));
+  CommitPass pass(*this);
   std::unique_lock lock(mu_);
   EFS_RETURN_IF_ERROR(CommitLocked(true));
   GcReport report;

@@ -1,9 +1,9 @@
 // Volume: the authenticated, copy-on-write key/value and data-block store of
 // one EnclaveFS volume, on top of an untrusted BlockStore.
 //
-// Host keys: "header" (the volume header, fs/volume_keys.h), "root" (the sealed root record)
-// and 16-byte opaque names, each written once, for tree nodes and data
-// blocks. One BTree holds all metadata; data blocks are separate sealed
+// Host keys: "header" (the volume header, fs/volume_keys.h), "root" (the sealed
+// root record) and 16-byte opaque names, each written once, for tree nodes and
+// data blocks. One BTree holds all metadata; data blocks are separate sealed
 // blocks referenced from the tree by extent keys. Every block read is checked
 // against the tag its parent recorded, and the root record is replaced with a
 // compare-and-swap on its exact bytes, so any alteration, swap, replay,
@@ -21,13 +21,26 @@
 // commit Conflict (another writer, or the host moved the root) the volume is
 // failed: every later write and commit returns that Conflict; reads go on.
 //
+// Operations: writes made under a Volume::Operation (BeginOperation) are one
+// unit for commits: no commit, explicit or automatic, lands while any
+// Operation is active. Commit and the timer wait for active Operations to
+// end, and hold off new ones meanwhile (writer-preferring, so a stream of
+// overlapping Operations cannot starve them). A dirty-limit commit due while
+// Operations are active is deferred to the end of the last one, and new
+// Operations wait for it, so dirty memory stays bounded. Only when dirty
+// bytes reach kHardDirtyLimit does a commit land inside Operations (the FS
+// layer's Operations stay far below). With no Operation active, writes
+// commit at the dirty limit at once.
+//
 // Thread safety: every method is safe to call concurrently. One
 // shared_mutex: reads take it shared, writes and commits exclusive. Lock
-// order: mu_ -> readahead_mu_ -> NodeCache's mutex; the timer thread only
-// calls Commit. Known limitation: Commit holds mu_ exclusively while the
-// host applies the batch, so writers (and readers) wait for the round trip.
+// order: gate_mu_ (Operations) -> mu_ -> readahead_mu_ -> NodeCache's mutex;
+// the timer thread only calls Commit. Known limitation: Commit holds mu_
+// exclusively while the host applies the batch, so writers (and readers)
+// wait for the round trip.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -55,6 +68,10 @@ namespace enclavefs {
 // Largest dirty_limit_bytes accepted: keeps one commit batch well under the
 // wire's 64 MiB payload limit.
 inline constexpr size_t kMaxDirtyLimit = 32u << 20;
+// Dirty bytes at which a commit happens even inside an Operation: deferral
+// may add the active Operations' writes to a batch, but never past this
+// bound, still under the wire limit.
+inline constexpr size_t kHardDirtyLimit = kMaxDirtyLimit + kMaxDirtyLimit / 2;
 
 struct VolumeOptions {
   size_t cache_bytes = 64u << 20;
@@ -73,6 +90,23 @@ struct GcReport {
 
 class Volume : private NodeLoader {
  public:
+  // RAII guard grouping the writes made while it lives into one unit for
+  // commits (see the header comment). Not copyable or movable; must not
+  // outlive its Volume. A thread holding one must not call Commit or
+  // CollectGarbage, nor begin a second one on the same Volume (both would
+  // wait for the Operation itself).
+  class Operation {
+   public:
+    ~Operation();
+    Operation(const Operation&) = delete;
+    Operation& operator=(const Operation&) = delete;
+
+   private:
+    friend class Volume;
+    explicit Operation(Volume& volume) : volume_(volume) {}
+    Volume& volume_;
+  };
+
   // Stores `header_bytes` and an empty volume (generation 1), the root
   // written on condition that it is absent. AlreadyExists "volume is already
   // formatted" if "header" or "root" exists; the store's error otherwise.
@@ -113,15 +147,22 @@ class Volume : private NodeLoader {
   Result<std::vector<uint64_t>> ListData(uint64_t file, uint64_t first_index,
                                          uint64_t end_index, size_t limit);
 
+  // Starts an Operation; waits while a commit is waiting or running. Never
+  // fails. REQUIRES: the calling thread holds no Operation on this Volume.
+  [[nodiscard]] Operation BeginOperation();
+
   // Makes all changes so far one atomic new generation on the host (durable:
   // fsync'd there; with an anchor every commit is durable). No-op when
-  // nothing changed. Conflict fails the volume (see above).
+  // nothing changed. Conflict fails the volume (see above). Waits until no
+  // Operation is active. REQUIRES: the caller holds no Operation on this
+  // Volume (asserted in debug builds).
   Status Commit(bool durable);
 
   // A persistent counter (starts at 1), committed with the next commit.
   Result<uint64_t> NextId();
 
   // Commits, then deletes every host block the current root does not reach.
+  // Same wait and REQUIRES as Commit.
   Result<GcReport> CollectGarbage();
   // CollectGarbage's dry run, for fsck: commits and deletes nothing, walks
   // the committed tree (loading, so verifying, every node) and returns the
@@ -152,9 +193,27 @@ class Volume : private NodeLoader {
          std::unique_ptr<Sealer> sealer, VolumeOptions options, RootRecord root,
          std::string root_sealed);
 
+  // Holds the commit gate for its lifetime: new Operations wait, and the
+  // constructor waits until no Operation is active.
+  class CommitPass {
+   public:
+    explicit CommitPass(Volume& volume);
+    ~CommitPass();
+    CommitPass(const CommitPass&) = delete;
+    CommitPass& operator=(const CommitPass&) = delete;
+
+   private:
+    Volume& volume_;
+  };
+
+  void EndOperation();
+  // Runs a dirty-limit commit that was deferred for Operations. REQUIRES
+  // no gate_mu_, mu_ or Operation held by the caller.
+  void RunDeferredCommit();
   Status CheckWritable() const;
   Status CheckUserKey(std::string_view key) const;
-  // Commits if the dirty bytes passed the limit. REQUIRES mu_ exclusive.
+  // Commits if the dirty bytes passed the limit, or defers that commit to the
+  // end of the active Operations. REQUIRES mu_ exclusive.
   Status MaybeCommitLocked();
   Status CommitLocked(bool durable);
   // Host keys the committed tree does not reach. REQUIRES mu_ held.
@@ -190,6 +249,16 @@ class Volume : private NodeLoader {
   uint64_t next_id_;                            // GUARDED_BY(mu_)
   bool dirty_ = false;                          // GUARDED_BY(mu_)
   Status failed_;                               // GUARDED_BY(mu_)
+
+  // The commit gate (writer-preferring): Operations and commits exclude each
+  // other; a waiting commit blocks new Operations.
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  // Written under gate_mu_; atomic so writes can read it under mu_ alone.
+  std::atomic<size_t> active_ops_{0};
+  size_t committers_ = 0;  // waiting or running; GUARDED_BY(gate_mu_)
+  // A dirty-limit commit skipped for Operations; set under mu_.
+  std::atomic<bool> commit_deferred_{false};
 
   std::mutex readahead_mu_;
   std::unordered_map<uint64_t, uint64_t> last_read_;  // file -> index

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -29,12 +31,45 @@ constexpr uint32_t kUid = 1000;
 constexpr uint32_t kGid = 100;
 constexpr uint64_t kGiB = uint64_t{1} << 30;
 
+// An InMemoryBlockStore whose host can "crash": after a set number of
+// further commits it refuses every commit, so nothing more persists.
+class CrashingBlockStore : public BlockStore {
+ public:
+  explicit CrashingBlockStore(std::shared_ptr<InMemoryBlockStore> inner)
+      : inner_(std::move(inner)) {}
+  void CrashAfterCommits(size_t commits) { budget_ = commits; }
+  void Recover() { budget_ = std::nullopt; }
+
+  Result<GetResult> Get(std::span<const std::string> keys) override {
+    return inner_->Get(keys);
+  }
+  Status Commit(const CommitBatch& batch) override {
+    std::lock_guard lock(mu_);
+    if (budget_) {
+      if (*budget_ == 0) return Status::Unavailable("host crashed");
+      --*budget_;
+    }
+    return inner_->Commit(batch);
+  }
+  Result<StoreStats> Stat() override { return inner_->Stat(); }
+  Result<KeyPage> ListKeys(std::string_view start_after,
+                           size_t limit) override {
+    return inner_->ListKeys(start_after, limit);
+  }
+
+ private:
+  const std::shared_ptr<InMemoryBlockStore> inner_;
+  std::mutex mu_;
+  std::optional<size_t> budget_;  // GUARDED_BY(mu_); nullopt: no crash
+};
+
 // A formatted volume on an InMemoryBlockStore, unlocked by a key file in a
 // private temp dir, and a Filesystem on it.
 class FsEnv {
  public:
   explicit FsEnv(uint32_t node_size = 16 * 1024, uint64_t quota = 0)
-      : store_(std::make_shared<InMemoryBlockStore>(quota)) {
+      : store_(std::make_shared<InMemoryBlockStore>(quota)),
+        host_(std::make_shared<CrashingBlockStore>(store_)) {
     char tmpl[] = "/tmp/efs-fs-test-XXXXXX";
     const char* dir = mkdtemp(tmpl);
     EXPECT_NE(dir, nullptr);
@@ -59,25 +94,33 @@ class FsEnv {
     std::filesystem::remove_all(dir_);
   }
 
-  // Drops the mount without committing (a crash) and mounts again.
+  // Drops the mount without committing (a crash) and mounts again, with a
+  // host that works again.
   void Reopen() {
     fs_.reset();
+    host_->Recover();
     auto keys = UnlockVolumeHeader(header_, source_);
     ASSERT_TRUE(keys.ok()) << keys.status().ToString();
     VolumeOptions options;
     options.commit_interval = std::chrono::milliseconds(0);
-    auto volume = Volume::Open(store_, std::move(*keys), options);
+    options.dirty_limit_bytes = dirty_limit_;
+    auto volume = Volume::Open(host_, std::move(*keys), options);
     ASSERT_TRUE(volume.ok()) << volume.status().ToString();
-    auto fs = Filesystem::Open(std::move(*volume), store_, kUid, kGid);
+    auto fs = Filesystem::Open(std::move(*volume), host_, kUid, kGid);
     ASSERT_TRUE(fs.ok()) << fs.status().ToString();
     fs_ = std::move(*fs);
   }
 
   Filesystem& fs() { return *fs_; }
   InMemoryBlockStore& store() { return *store_; }
+  CrashingBlockStore& host() { return *host_; }
+  // Takes effect at the next Reopen.
+  void set_dirty_limit(size_t bytes) { dirty_limit_ = bytes; }
 
  private:
   std::shared_ptr<InMemoryBlockStore> store_;
+  std::shared_ptr<CrashingBlockStore> host_;
+  size_t dirty_limit_ = 16u << 20;
   std::string dir_;
   KeySource source_;
   std::string header_;
@@ -720,6 +763,83 @@ TEST_F(FilesystemTest,
   const StoreStats after = env_.store().Stat().value();
   EXPECT_EQ(after.block_count, baseline.block_count);
   EXPECT_EQ(after.used_bytes, baseline.used_bytes);
+}
+
+// Every commit (dirty limit 1 byte: one per operation) may be the last
+// before a crash; after each, the tree must hold whole operations only.
+TEST_F(FilesystemTest,
+       givenCrashAtRandomCommit_whenRenamesAndExchanges_thenLinksConsistent) {
+  env_.set_dirty_limit(1);
+  env_.Reopen();
+  const uint64_t d1 = MakeDir(kRootInode, "d1");
+  const uint64_t d2 = MakeDir(kRootInode, "d2");
+  const std::vector<uint64_t> dirs{d1, d2};
+  const std::vector<std::string> names{"a", "b", "c", "d", "e"};
+  for (uint64_t dir : dirs) {
+    for (const auto& name : names) MakeFile(dir, name);
+    MakeDir(dir, "sub");
+  }
+  ASSERT_TRUE(fs().Link(fs().Lookup(d1, "a")->ino, d2, "hard").ok());
+  ASSERT_TRUE(fs().Sync().ok());
+
+  std::mt19937 rng(20261123);
+  auto pick_dir = [&] { return dirs[rng() % dirs.size()]; };
+  auto pick_name = [&] {
+    return rng() % 6 == 0 ? std::string("sub") : names[rng() % names.size()];
+  };
+  for (int round = 0; round < 30; ++round) {
+    env_.host().CrashAfterCommits(rng() % 40);
+    for (int step = 0; step < 30; ++step) {
+      const uint64_t from = pick_dir(), to = pick_dir();
+      const std::string a = pick_name(), b = pick_name();
+      switch (rng() % 3) {
+        case 0:  // errors (crashed host, missing names) are expected
+          (void)fs().Rename(from, a, to, b, kRenameExchange);
+          break;
+        case 1:
+          (void)fs().Rename(from, a, to, b, 0);
+          break;
+        default:  // refill names that renames consumed
+          (void)fs().Mknod(from, a, S_IFREG | 0644, 0, kUid, kGid);
+      }
+    }
+    env_.Reopen();
+
+    // Walk the whole tree: every entry's record must load (ReadDir loads
+    // it), and every link count must match the names found.
+    std::map<uint64_t, uint32_t> names_of;    // ino -> names seen
+    std::map<uint64_t, uint32_t> subdirs_of;  // dir ino -> subdirectories
+    std::map<uint64_t, uint32_t> nlink_of;
+    std::vector<uint64_t> todo{kRootInode};
+    nlink_of[kRootInode] = Attr(kRootInode).nlink;
+    while (!todo.empty()) {
+      const uint64_t dir = todo.back();
+      todo.pop_back();
+      auto entries = fs().ReadDir(dir, 0, 1u << 20);
+      ASSERT_TRUE(entries.ok())
+          << "round " << round << ": " << entries.status().ToString();
+      for (const auto& e : *entries) {
+        ++names_of[e.attr.ino];
+        nlink_of[e.attr.ino] = e.attr.nlink;
+        if (S_ISDIR(e.attr.mode)) {
+          ++subdirs_of[dir];
+          todo.push_back(e.attr.ino);
+        }
+      }
+    }
+    for (const auto& [ino, nlink] : nlink_of) {
+      if (S_ISDIR(Attr(ino).mode)) {
+        EXPECT_EQ(nlink, 2 + subdirs_of[ino]) << "round " << round;
+        EXPECT_LE(names_of[ino], 1u)
+            << "directory " << ino << " round " << round;
+      } else {
+        EXPECT_EQ(nlink, names_of[ino])
+            << "inode " << ino << " round " << round;
+      }
+    }
+    // Nothing leaked either: live inodes are exactly the reachable ones.
+    EXPECT_EQ(fs().StatFs()->files, nlink_of.size()) << "round " << round;
+  }
 }
 
 TEST(FilesystemStatFsTest, givenQuota_whenStatFs_thenBlocksFromQuotaAndFiles) {

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
+#include <functional>
+#include <latch>
 #include <thread>
 
 #include "tests/fs/volume_test_env.h"
@@ -483,6 +486,109 @@ TEST(AnchorParseTest, givenMalformedText_whenParsed_thenIOError) {
   EXPECT_FALSE(ParseAnchorText("x " + std::string(64, 'f'), "t").ok());
   EXPECT_FALSE(ParseAnchorText("7 " + std::string(63, 'f'), "t").ok());
   EXPECT_FALSE(ParseAnchorText("7 " + std::string(64, 'F'), "t").ok());
+}
+
+// ---- operations: groups of writes committed whole ----
+
+// Polls `done` for up to 10 s: a bound for background work, not a timing
+// assertion.
+bool Eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 1000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+TEST(VolumeOperationTest,
+     givenActiveOperation_whenWritesPassDirtyLimit_thenCommitWaitsForItsEnd) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.dirty_limit_bytes = 16 * 1024;
+  auto volume = env.MustOpen(options);
+  const uint64_t before = volume->generation();
+  {
+    Volume::Operation op = volume->BeginOperation();
+    for (uint64_t i = 0; i < 10; ++i) {
+      ASSERT_TRUE(volume->WriteData(1, i, Block('a')).ok());
+    }
+    ASSERT_TRUE(volume->Put("k", "v").ok());
+    EXPECT_EQ(volume->generation(), before);
+    EXPECT_GE(volume->dirty_bytes(), options.dirty_limit_bytes);
+  }
+  EXPECT_EQ(volume->generation(), before + 1);
+  EXPECT_EQ(volume->dirty_bytes(), 0u);
+  volume.reset();  // no explicit commit: the deferred one made it durable
+  volume = env.MustOpen();
+  EXPECT_EQ(MustRead(*volume, 1, 9), Block('a'));
+  EXPECT_EQ(MustGet(*volume, "k"), "v");
+}
+
+TEST(VolumeOperationTest,
+     givenOperationsEndedBelowLimit_whenNoOperationActive_thenNothingCommits) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.dirty_limit_bytes = 1u << 20;
+  auto volume = env.MustOpen(options);
+  const uint64_t before = volume->generation();
+  {
+    Volume::Operation op = volume->BeginOperation();
+    ASSERT_TRUE(volume->Put("k", "v").ok());
+  }
+  EXPECT_EQ(volume->generation(), before);
+  EXPECT_GT(volume->dirty_bytes(), 0u);
+}
+
+TEST(VolumeOperationTest,
+     givenActiveOperation_whenOtherThreadCommits_thenCommitWaitsForItsEnd) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  const uint64_t before = volume->generation();
+  std::latch began(1), release(1);
+  std::thread writer([&] {
+    Volume::Operation op = volume->BeginOperation();
+    EXPECT_TRUE(volume->Put("first", "1").ok());
+    began.count_down();
+    release.wait();
+    EXPECT_TRUE(volume->Put("second", "2").ok());
+  });
+  began.wait();
+  std::atomic<bool> committed{false};
+  std::thread committer([&] {
+    EXPECT_TRUE(volume->Commit(true).ok());
+    committed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(committed);
+  EXPECT_EQ(volume->generation(), before);
+  release.count_down();
+  writer.join();
+  committer.join();
+  EXPECT_TRUE(committed);
+  EXPECT_EQ(volume->generation(), before + 1);
+  volume.reset();
+  volume = env.MustOpen();
+  EXPECT_EQ(MustGet(*volume, "first"), "1");
+  EXPECT_EQ(MustGet(*volume, "second"), "2");
+}
+
+TEST(VolumeOperationTest,
+     givenCommitTimer_whenOperationActive_thenTimerCommitsOnlyAfterItEnds) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.commit_interval = std::chrono::milliseconds(10);
+  auto volume = env.MustOpen(options);
+  const uint64_t before = volume->generation();
+  {
+    Volume::Operation op = volume->BeginOperation();
+    ASSERT_TRUE(volume->Put("k", "v").ok());
+    // Twenty timer periods pass with the Operation open.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(volume->generation(), before);
+  }
+  EXPECT_TRUE(Eventually([&] { return volume->generation() == before + 1; }));
+  volume.reset();
+  volume = env.MustOpen();
+  EXPECT_EQ(MustGet(*volume, "k"), "v");
 }
 
 }  // namespace
