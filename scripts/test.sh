@@ -44,7 +44,7 @@ step "full test suite"
 status=0
 ctest --test-dir build -j"$JOBS" --output-on-failure --timeout 600 \
   >build/ctest.log 2>&1 || status=$?
-grep -vE "^ +Start [0-9]+:" build/ctest.log | grep -vE "^[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed" || true
+grep -vE "^ +Start [0-9]+:" build/ctest.log | grep -vE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed" || true
 # CTest's summary line, last, as CI reads it.
 grep -E "tests passed, [0-9]+ tests? failed out of" build/ctest.log | tail -n 1
 exit "$status"
