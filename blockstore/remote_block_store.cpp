@@ -178,7 +178,9 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
       std::lock_guard lock(mu_);
       if (opened->epoch != old_epoch + 1) {
         // Someone else held the volume since we lost the connection; our
-        // view of it is stale. Dropping `opened` releases the lease again.
+        // view of it is stale. Release the lease we just took before
+        // reporting, so a client that opens next does not find it busy.
+        (void)opened->client->Call(protocol::Opcode::kClose, {});
         dead_ =
             Status::Fenced(where + " was claimed by another client (epoch " +
                            std::to_string(old_epoch) + " -> " +
