@@ -7,7 +7,8 @@ namespace {
 
 // Payload buffers grow with the bytes actually received, so a peer that
 // announces a 64 MiB payload and then stalls cannot pin 64 MiB per socket.
-constexpr size_t kInitialChunk = 64 << 10;
+// 1 MiB: payloads up to the largest block need one allocation and no copy.
+constexpr size_t kInitialChunk = 1 << 20;
 
 Status ReadPayload(Connection& conn, size_t size, std::string& out) {
   size_t done = 0;

@@ -268,18 +268,15 @@ Status Filesystem::Impl::RemoveEntry(uint64_t parent, std::string_view name,
 }
 
 Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
-  EFS_RETURN_IF_ERROR(CheckName(name));
-  Volume::Operation op = volume_->BeginOperation();
-  std::unique_lock ns(impl_->ns_mu);
-  EFS_RETURN_IF_ERROR(impl_->LoadDir(parent).status());
-  EFS_ASSIGN_OR_RETURN(std::optional<DirentValue> entry,
-                       impl_->FindEntry(parent, name));
-  if (!entry) return Status::NotFound("no such entry");
-  if (IsDirType(entry->type)) return Status::IsDirectory("is a directory");
-  return impl_->RemoveEntry(parent, name, *entry);
+  return RemoveName(parent, name, /*directory=*/false);
 }
 
 Status Filesystem::Rmdir(uint64_t parent, std::string_view name) {
+  return RemoveName(parent, name, /*directory=*/true);
+}
+
+Status Filesystem::RemoveName(uint64_t parent, std::string_view name,
+                              bool directory) {
   EFS_RETURN_IF_ERROR(CheckName(name));
   Volume::Operation op = volume_->BeginOperation();
   std::unique_lock ns(impl_->ns_mu);
@@ -287,9 +284,13 @@ Status Filesystem::Rmdir(uint64_t parent, std::string_view name) {
   EFS_ASSIGN_OR_RETURN(std::optional<DirentValue> entry,
                        impl_->FindEntry(parent, name));
   if (!entry) return Status::NotFound("no such entry");
-  if (!IsDirType(entry->type)) return Status::NotDirectory("not a directory");
-  EFS_ASSIGN_OR_RETURN(bool empty, impl_->DirIsEmpty(entry->ino));
-  if (!empty) return Status::NotEmpty("directory not empty");
+  if (directory) {
+    if (!IsDirType(entry->type)) return Status::NotDirectory("not a directory");
+    EFS_ASSIGN_OR_RETURN(bool empty, impl_->DirIsEmpty(entry->ino));
+    if (!empty) return Status::NotEmpty("directory not empty");
+  } else if (IsDirType(entry->type)) {
+    return Status::IsDirectory("is a directory");
+  }
   return impl_->RemoveEntry(parent, name, *entry);
 }
 

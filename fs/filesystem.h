@@ -162,6 +162,8 @@ class Filesystem {
   Volume& volume() { return *volume_; }
 
  private:
+  // Unlink (directory = false) and Rmdir (directory = true).
+  Status RemoveName(uint64_t parent, std::string_view name, bool directory);
   // Record helpers and locks, shared by filesystem.cpp and file_io.cpp.
   struct Impl;
   explicit Filesystem(std::unique_ptr<Impl> impl, std::unique_ptr<Volume> v);
