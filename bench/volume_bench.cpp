@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   options.commit_interval = std::chrono::milliseconds(0);
   // The largest allowed dirty limit, so the timed batches below commit only
   // when asked (each random update dirties about one 16 KiB leaf).
-  options.dirty_limit_bytes = enclavefs::kMaxDirtyLimit;
+  options.dirty_limit_bytes = 256u << 20;
 
   auto unlock = [&] {
     auto keys = enclavefs::UnlockVolumeHeader(created->first, source);

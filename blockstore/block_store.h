@@ -41,7 +41,8 @@ struct CommitBatch {
   std::vector<std::pair<std::string, std::string>> puts;
   std::vector<std::string> deletes;
   std::optional<CommitCondition> condition;
-  // true: the batch is on stable storage (fsync'd) when Commit returns OK.
+  // true: the batch, and every batch of this store acknowledged before it,
+  // is on stable storage (fsync'd) when Commit returns OK.
   // false: it survives a crash of the host process but maybe not of the OS.
   bool durable = false;
 

@@ -82,6 +82,11 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
       ->add_option("--cache-size", o.cache_size, "decrypted block cache size")
       ->capture_default_str();
   s.mount
+      ->add_option("--dirty-limit", o.dirty_limit,
+                   "buffered changes that trigger a commit (memory they may "
+                   "take)")
+      ->capture_default_str();
+  s.mount
       ->add_option("--commit-interval", o.commit_interval,
                    "commit buffered changes this often (0: only on fsync "
                    "and when the buffer fills)")

@@ -45,6 +45,7 @@ struct CliOptions {
   // mount / unmount
   std::string mountpoint;
   std::string cache_size = "64MiB";
+  std::string dirty_limit = "256MiB";
   std::string commit_interval = "5s";
   bool foreground = false;
   std::vector<std::string> fuse_options;  // each -o value

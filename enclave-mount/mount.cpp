@@ -27,9 +27,9 @@
 #include <fstream>
 #include <thread>
 
+#include "blockstore/units.h"
 #include "enclave-mount/commands.h"
 #include "enclave-mount/fuse_ops.h"
-#include "blockstore/units.h"
 #include "fs/anchor.h"
 #include "fs/filesystem.h"
 
@@ -119,6 +119,13 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   Result<uint64_t> cache = ParseSize(o.cache_size);
   if (!cache.ok()) return Usage(cache.status().message());
   plan->volume.cache_bytes = *cache;
+  Result<uint64_t> dirty = ParseSize(o.dirty_limit);
+  if (!dirty.ok()) return Usage(dirty.status().message());
+  if (*dirty == 0 || *dirty > kMaxDirtyLimit) {
+    return Usage("--dirty-limit must be between 1 byte and " +
+                 HumanSize(kMaxDirtyLimit));
+  }
+  plan->volume.dirty_limit_bytes = *dirty;
   Result<std::chrono::milliseconds> interval = ParseDuration(o.commit_interval);
   if (!interval.ok()) return Usage(interval.status().message());
   plan->volume.commit_interval = *interval;

@@ -85,13 +85,7 @@ Result<std::string> Filesystem::Read(uint64_t ino, uint64_t offset,
   out.reserve(end - offset);
   for (uint64_t i = offset / b; i <= (end - 1) / b; ++i) {
     const BlockSpan span = SpanOf(i, b, offset, end);
-    EFS_ASSIGN_OR_RETURN(std::optional<std::string> block,
-                         volume_->ReadData(ino, i));
-    // Bytes past a block's stored length (and whole holes) are zeros.
-    const size_t stored = block ? block->size() : 0;
-    const size_t copy_end = std::min(span.hi, std::max(stored, span.lo));
-    if (copy_end > span.lo) out.append(*block, span.lo, copy_end - span.lo);
-    out.append(span.hi - copy_end, '\0');
+    EFS_RETURN_IF_ERROR(volume_->AppendData(ino, i, span.lo, span.hi, out));
   }
   return out;
 }
@@ -120,19 +114,11 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t offset,
     const std::string_view piece =
         data.substr(i * b + span.lo - offset, span.hi - span.lo);
     const bool exists = std::binary_search(stored.begin(), stored.end(), i);
-    std::string block;
     if (span.lo == 0 && span.hi == b) {
-      block = piece;
+      EFS_RETURN_IF_ERROR(volume_->WriteData(ino, i, piece));
     } else {
-      if (exists) {
-        EFS_ASSIGN_OR_RETURN(std::optional<std::string> old,
-                             volume_->ReadData(ino, i));
-        if (old) block = std::move(*old);
-      }
-      if (block.size() < span.hi) block.resize(span.hi, '\0');
-      block.replace(span.lo, piece.size(), piece);
+      EFS_RETURN_IF_ERROR(volume_->PatchData(ino, i, span.lo, piece));
     }
-    EFS_RETURN_IF_ERROR(volume_->WriteData(ino, i, block));
     if (!exists) ++rec.data_blocks;
   }
   rec.size = std::max(rec.size, end);

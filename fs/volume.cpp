@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <unordered_set>
 
@@ -19,6 +20,9 @@ constexpr unsigned char kFirstReservedByte = 0x80;
 constexpr size_t kScanChunk = 1024;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
+// Bytes per upload batch: well under the wire's frame limit, and large
+// enough that the per-request cost vanishes.
+constexpr size_t kUploadBatchBytes = 8u << 20;
 
 void AppendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
@@ -324,13 +328,36 @@ Result<uint64_t> Volume::NextId() {
 }
 
 void Volume::Retire(const std::string& name) {
-  if (auto it = pending_.find(name); it != pending_.end()) {
-    pending_bytes_ -= it->second.sealed.size();
-    pending_.erase(it);
-    return;
-  }
+  if (pending_.erase(name) > 0) return;
   retired_data_.push_back(name);
   cache_.Erase(name);
+}
+
+Result<std::string*> Volume::PendingBlockLocked(uint64_t file, uint64_t index,
+                                                bool keep_contents) {
+  const std::string key = ExtentKey(file, index);
+  EFS_ASSIGN_OR_RETURN(std::optional<std::string> value, tree_.Get(key));
+  std::optional<BlockPtr> old;
+  if (value) {
+    EFS_ASSIGN_OR_RETURN(old, BlockPtr::Decode(*value));
+    if (auto it = pending_.find(old->name); it != pending_.end()) {
+      return it->second.plain.get();
+    }
+  }
+  auto plain = std::make_shared<std::string>();
+  if (old && keep_contents) {
+    EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> stored,
+                         LoadData(*old, file, index));
+    *plain = *stored;
+  }
+  std::string name = sealer_->NewBlockName();
+  EFS_RETURN_IF_ERROR(tree_.Put(key, BlockPtr{name, Tag{}}.Encode()));
+  if (old) Retire(old->name);
+  dirty_ = true;
+  auto [it, inserted] =
+      pending_.emplace(std::move(name), PendingData{file, index, plain});
+  assert(inserted);
+  return it->second.plain.get();
 }
 
 Status Volume::WriteData(uint64_t file, uint64_t index,
@@ -340,24 +367,41 @@ Status Volume::WriteData(uint64_t file, uint64_t index,
                                    std::to_string(bytes.size()) +
                                    " bytes exceeds the block capacity");
   }
-  const std::string key = ExtentKey(file, index);
   std::unique_lock lock(mu_);
   EFS_RETURN_IF_ERROR(CheckWritable());
-  EFS_ASSIGN_OR_RETURN(std::optional<std::string> old, tree_.Get(key));
-  std::string name = sealer_->NewBlockName();
-  EFS_ASSIGN_OR_RETURN(SealedBlock sealed,
-                       sealer_->Seal(BlockKind::kData, name, bytes));
-  EFS_RETURN_IF_ERROR(tree_.Put(key, BlockPtr{name, sealed.tag}.Encode()));
-  if (old) {
-    EFS_ASSIGN_OR_RETURN(BlockPtr old_ptr, BlockPtr::Decode(*old));
-    Retire(old_ptr.name);
-  }
-  pending_bytes_ += sealed.bytes.size();
-  pending_[std::move(name)] =
-      PendingData{std::move(sealed.bytes), sealed.tag,
-                  std::make_shared<const std::string>(bytes)};
-  dirty_ = true;
+  EFS_ASSIGN_OR_RETURN(std::string * plain,
+                       PendingBlockLocked(file, index, false));
+  plain->assign(bytes);
   return MaybeCommitLocked();
+}
+
+Status Volume::PatchData(uint64_t file, uint64_t index, size_t offset,
+                         std::string_view bytes) {
+  if (offset > block_size() || bytes.size() > block_size() - offset) {
+    return Status::InvalidArgument("write past the end of a data block");
+  }
+  std::unique_lock lock(mu_);
+  EFS_RETURN_IF_ERROR(CheckWritable());
+  EFS_ASSIGN_OR_RETURN(std::string * plain,
+                       PendingBlockLocked(file, index, true));
+  if (plain->size() < offset + bytes.size()) {
+    plain->resize(offset + bytes.size(), '\0');
+  }
+  plain->replace(offset, bytes.size(), bytes);
+  return MaybeCommitLocked();
+}
+
+Status Volume::SealPendingLocked(
+    std::vector<std::pair<std::string, std::string>>& puts) {
+  for (auto& [name, pending] : pending_) {
+    EFS_ASSIGN_OR_RETURN(SealedBlock sealed,
+                         sealer_->Seal(BlockKind::kData, name, *pending.plain));
+    pending.tag = sealed.tag;
+    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(pending.file, pending.index),
+                                  BlockPtr{name, sealed.tag}.Encode()));
+    puts.emplace_back(name, std::move(sealed.bytes));
+  }
+  return Status::Ok();
 }
 
 Status Volume::DeleteData(uint64_t file, uint64_t first_index) {
@@ -406,6 +450,24 @@ Result<std::optional<std::string>> Volume::ReadData(uint64_t file,
   return std::optional<std::string>(*data);
 }
 
+Status Volume::AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
+                          std::string& out) {
+  assert(lo <= hi && hi <= block_size());
+  std::shared_lock lock(mu_);
+  EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                       tree_.Get(ExtentKey(file, index)));
+  size_t copy_end = lo;
+  if (value) {
+    EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
+    EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
+                         LoadData(ptr, file, index));
+    copy_end = std::min(hi, std::max(data->size(), lo));
+    out.append(*data, lo, copy_end - lo);
+  }
+  out.append(hi - copy_end, '\0');
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
                                                             uint64_t file,
                                                             uint64_t index) {
@@ -419,7 +481,7 @@ Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
     if (last_read_.size() > 4096) last_read_.clear();
   }
   if (auto it = pending_.find(ptr.name); it != pending_.end()) {
-    return it->second.plain;
+    return std::shared_ptr<const std::string>(it->second.plain);
   }
   if (auto cached = cache_.GetData(ptr)) return cached;
   std::vector<BlockPtr> ptrs{ptr};
@@ -491,7 +553,8 @@ Result<std::shared_ptr<const Node>> Volume::LoadNode(const BlockPtr& ptr,
 }
 
 size_t Volume::DirtyBytesLocked() const {
-  return pending_bytes_ + tree_.dirty_nodes() * keys_->node_size();
+  return pending_.size() * block_size() +
+         tree_.dirty_nodes() * keys_->node_size();
 }
 
 size_t Volume::dirty_bytes() const {
@@ -503,7 +566,9 @@ Status Volume::MaybeCommitLocked() {
   const size_t dirty = DirtyBytesLocked();
   if (dirty < options_.dirty_limit_bytes) return Status::Ok();
   if (active_ops_ > 0) {
-    if (dirty < kHardDirtyLimit) {
+    const size_t headroom =
+        std::max(kOperationHeadroom, options_.dirty_limit_bytes / 2);
+    if (dirty < options_.dirty_limit_bytes + headroom) {
       commit_deferred_ = true;
       return Status::Ok();
     }
@@ -523,6 +588,8 @@ Status Volume::Commit(bool durable) {
 Status Volume::CommitLocked(bool durable) {
   EFS_RETURN_IF_ERROR(failed_);
   if (!dirty_) return Status::Ok();
+  std::vector<std::pair<std::string, std::string>> sealed_data;
+  EFS_RETURN_IF_ERROR(SealPendingLocked(sealed_data));
   EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));
   RootRecord next = root_;
   ++next.generation;
@@ -535,24 +602,31 @@ Status Volume::CommitLocked(bool durable) {
       SealedBlock sealed_root,
       sealer_->Seal(BlockKind::kRoot, kRootKey, next.Encode()));
 
+  // New nodes and data blocks go first, in batches under the wire limits:
+  // nothing references them until the root below lands, so a crash or error
+  // in between leaves only garbage for CollectGarbage. The root's batch
+  // carries the compare-and-swap, and when durable its fsync covers the
+  // earlier batches too (the host applies a volume's commits in order).
+  std::move(sealed_data.begin(), sealed_data.end(),
+            std::back_inserter(flushed.puts));
+  std::vector<std::string> uploaded;
+  uploaded.reserve(flushed.puts.size());
+  for (const auto& put : flushed.puts) uploaded.push_back(put.first);
+  EFS_RETURN_IF_ERROR(UploadBlocks(flushed.puts));
+
   CommitBatch batch;
-  batch.puts = std::move(flushed.puts);
-  for (const auto& [name, pending] : pending_) {
-    batch.puts.emplace_back(name, pending.sealed);
-  }
   batch.puts.emplace_back(std::string(kRootKey), sealed_root.bytes);
   // Deletes beyond the per-request key limit go out after the root moved.
   std::vector<std::string> deletes = tree_.retired();
   deletes.insert(deletes.end(), retired_data_.begin(), retired_data_.end());
-  const size_t room =
-      kMaxBatchKeys > batch.puts.size() ? kMaxBatchKeys - batch.puts.size() : 0;
-  const size_t now = std::min(room, deletes.size());
+  const size_t now = std::min(kMaxBatchKeys - 1, deletes.size());
   batch.deletes.assign(deletes.begin(), deletes.begin() + now);
   batch.condition = CommitCondition{std::string(kRootKey), root_sealed_};
   batch.durable = durable || options_.anchor != nullptr;
 
   Status sent = SendBatch(batch, sealed_root.bytes);
   if (sent.code() == StatusCode::kConflict) {
+    DeleteBestEffort(std::move(uploaded), "blocks of a refused commit");
     failed_ = Status::Conflict(
         "root record changed under this mount (another writer or a host "
         "rollback); the volume is now read-only");
@@ -570,26 +644,14 @@ Status Volume::CommitLocked(bool durable) {
     cache_.PutData(BlockPtr{name, pending.tag}, std::move(pending.plain));
   }
   pending_.clear();
-  pending_bytes_ = 0;
   retired_data_.clear();
   root_ = next;
   root_sealed_ = std::move(sealed_root.bytes);
   dirty_ = false;
   commit_deferred_ = false;
 
-  for (size_t i = now; i < deletes.size(); i += kMaxBatchKeys) {
-    CommitBatch more;
-    more.deletes.assign(
-        deletes.begin() + i,
-        deletes.begin() + std::min(deletes.size(), i + kMaxBatchKeys));
-    Status s = store_->Commit(more);
-    if (!s.ok()) {
-      spdlog::warn(
-          "volume: {} superseded blocks left for garbage collection: {}",
-          deletes.size() - i, s.ToString());
-      break;
-    }
-  }
+  deletes.erase(deletes.begin(), deletes.begin() + now);
+  DeleteBestEffort(std::move(deletes), "superseded blocks");
   if (options_.anchor) {
     Status anchored =
         options_.anchor->Store(root_.generation, RootHash(root_sealed_));
@@ -599,6 +661,41 @@ Status Volume::CommitLocked(bool durable) {
           root_.generation, anchored.ToString());
       return anchored.WithContext(
           "commit applied but the anchor update failed");
+    }
+  }
+  return Status::Ok();
+}
+
+void Volume::DeleteBestEffort(std::vector<std::string> names,
+                              std::string_view what) {
+  for (size_t i = 0; i < names.size(); i += kMaxBatchKeys) {
+    CommitBatch batch;
+    batch.deletes.assign(
+        std::make_move_iterator(names.begin() + i),
+        std::make_move_iterator(names.begin() +
+                                std::min(names.size(), i + kMaxBatchKeys)));
+    Status s = store_->Commit(batch);
+    if (!s.ok()) {
+      spdlog::warn("volume: {} {} left for garbage collection: {}",
+                   names.size() - i, what, s.ToString());
+      return;
+    }
+  }
+}
+
+Status Volume::UploadBlocks(
+    std::vector<std::pair<std::string, std::string>>& blocks) {
+  CommitBatch batch;
+  size_t bytes = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    bytes += blocks[i].first.size() + blocks[i].second.size();
+    batch.puts.push_back(std::move(blocks[i]));
+    const bool last = i + 1 == blocks.size();
+    if (last || batch.puts.size() == kMaxBatchKeys ||
+        bytes >= kUploadBatchBytes) {
+      EFS_RETURN_IF_ERROR(store_->Commit(batch));
+      batch.puts.clear();
+      bytes = 0;
     }
   }
   return Status::Ok();

@@ -27,9 +27,9 @@
 // end, and hold off new ones meanwhile (writer-preferring, so a stream of
 // overlapping Operations cannot starve them). A dirty-limit commit due while
 // Operations are active is deferred to the end of the last one, and new
-// Operations wait for it, so dirty memory stays bounded. Only when dirty
-// bytes reach kHardDirtyLimit does a commit land inside Operations (the FS
-// layer's Operations stay far below). With no Operation active, writes
+// Operations wait for it, so dirty memory stays bounded. Only past the
+// limit plus kOperationHeadroom does a commit land inside Operations (the
+// FS layer's Operations stay far below). With no Operation active, writes
 // commit at the dirty limit at once.
 //
 // Thread safety: every method is safe to call concurrently. One
@@ -65,17 +65,17 @@
 
 namespace enclavefs {
 
-// Largest dirty_limit_bytes accepted: keeps one commit batch well under the
-// wire's 64 MiB payload limit.
-inline constexpr size_t kMaxDirtyLimit = 32u << 20;
-// Dirty bytes at which a commit happens even inside an Operation: deferral
-// may add the active Operations' writes to a batch, but never past this
-// bound, still under the wire limit.
-inline constexpr size_t kHardDirtyLimit = kMaxDirtyLimit + kMaxDirtyLimit / 2;
+// Largest dirty_limit_bytes accepted. Commits go out in batches under the
+// wire limits whatever their size; this only bounds the memory they hold.
+inline constexpr size_t kMaxDirtyLimit = size_t{16} << 30;
+// Dirty bytes active Operations may add past dirty_limit_bytes (or half the
+// limit, if more) before a commit lands inside them: far above what one FS
+// operation writes, so in practice commits hold whole operations.
+inline constexpr size_t kOperationHeadroom = 48u << 20;
 
 struct VolumeOptions {
   size_t cache_bytes = 64u << 20;
-  size_t dirty_limit_bytes = 16u << 20;
+  size_t dirty_limit_bytes = 256u << 20;
   std::chrono::milliseconds commit_interval{5000};  // 0 disables the timer
   size_t readahead_blocks = 8;                      // 0 disables read-ahead
   std::optional<uint64_t> expect_generation;
@@ -143,6 +143,16 @@ class Volume : private NodeLoader {
   // tree nodes, never data blocks.
   Result<std::optional<std::string>> ReadData(uint64_t file, uint64_t index);
   Status WriteData(uint64_t file, uint64_t index, std::string_view bytes);
+  // Appends bytes [lo, hi) of block (file, index) to `out`: zeros past the
+  // block's stored length and for a hole. REQUIRES lo <= hi <= block_size().
+  Status AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
+                    std::string& out);
+  // Writes `bytes` at `offset` inside block (file, index), keeping its other
+  // bytes; a gap past the old end reads as zeros. InvalidArgument past
+  // block_size(). Repeated patches of a block between commits cost one
+  // memcpy each: the block is sealed once, at the commit.
+  Status PatchData(uint64_t file, uint64_t index, size_t offset,
+                   std::string_view bytes);
   Status DeleteData(uint64_t file, uint64_t first_index);
   Result<std::vector<uint64_t>> ListData(uint64_t file, uint64_t first_index,
                                          uint64_t end_index, size_t limit);
@@ -183,10 +193,15 @@ class Volume : private NodeLoader {
   size_t dirty_bytes() const;
 
  private:
+  // A data block written since the last commit: plaintext only, sealed by
+  // the commit. The tree's extent entry names it with a placeholder tag
+  // until then. Readers see `plain` under mu_ only, so writers may change it
+  // in place under mu_ exclusive.
   struct PendingData {
-    std::string sealed;
-    Tag tag;
-    std::shared_ptr<const std::string> plain;
+    uint64_t file;
+    uint64_t index;
+    std::shared_ptr<std::string> plain;
+    Tag tag{};  // set by the commit that seals it
   };
 
   Volume(std::shared_ptr<BlockStore> store, std::unique_ptr<VolumeKeys> keys,
@@ -218,9 +233,25 @@ class Volume : private NodeLoader {
   Status CommitLocked(bool durable);
   // Host keys the committed tree does not reach. REQUIRES mu_ held.
   Result<std::vector<std::string>> ListUnreferencedLocked(GcReport& report);
+  // Stores `blocks` (fresh names only), moving them out, in as many plain
+  // batches as the wire limits need.
+  Status UploadBlocks(std::vector<std::pair<std::string, std::string>>& blocks);
   Status SendBatch(CommitBatch& batch, const std::string& new_root);
+  // Deletes `names` from the host; on failure logs what is left for
+  // CollectGarbage (`what` names them in the log).
+  void DeleteBestEffort(std::vector<std::string> names, std::string_view what);
   size_t DirtyBytesLocked() const;
   void Retire(const std::string& name);
+  // The pending plaintext of block (file, index), made pending (under a new
+  // name, with the stored contents if `keep_contents`) if it is not yet.
+  // REQUIRES mu_ exclusive.
+  Result<std::string*> PendingBlockLocked(uint64_t file, uint64_t index,
+                                          bool keep_contents);
+  // Seals every pending block, records its tag in the block and in its
+  // extent entry, and appends the sealed bytes to `puts`. REQUIRES mu_
+  // exclusive.
+  Status SealPendingLocked(
+      std::vector<std::pair<std::string, std::string>>& puts);
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
                                                       uint64_t index);
@@ -243,8 +274,7 @@ class Volume : private NodeLoader {
   BTree tree_;                                  // GUARDED_BY(mu_)
   RootRecord root_;                             // committed; GUARDED_BY(mu_)
   std::string root_sealed_;                     // GUARDED_BY(mu_)
-  std::map<std::string, PendingData> pending_;  // GUARDED_BY(mu_)
-  size_t pending_bytes_ = 0;                    // GUARDED_BY(mu_)
+  std::map<std::string, PendingData> pending_;  // by name; GUARDED_BY(mu_)
   std::vector<std::string> retired_data_;       // GUARDED_BY(mu_)
   uint64_t next_id_;                            // GUARDED_BY(mu_)
   bool dirty_ = false;                          // GUARDED_BY(mu_)

@@ -29,7 +29,10 @@ running_pid() {
   [ -f "$PIDFILE" ] || return 1
   local pid
   pid=$(cat "$PIDFILE")
-  kill -0 "$pid" 2>/dev/null && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$HOST_BIN" ] || return 1
+  local exe
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  # A rebuild replaces the binary under a running host: " (deleted)".
+  [ "${exe% (deleted)}" = "$HOST_BIN" ] || return 1
   echo "$pid"
 }
 

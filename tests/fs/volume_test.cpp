@@ -143,6 +143,51 @@ TEST(VolumeTest, givenScanRange_whenPaged_thenOnlyCallerKeysInOrder) {
   EXPECT_EQ(everything->size(), 27u);
 }
 
+TEST(VolumeTest,
+     givenPatches_whenCommittedAndReopened_thenBytesMergeIntoBlock) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->WriteData(3, 0, Block('a')).ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  // A committed block, a pending one, and a hole all take patches.
+  ASSERT_TRUE(volume->PatchData(3, 0, 10, "xyz").ok());
+  const size_t dirty_after_first_patch = volume->dirty_bytes();
+  // A pending block takes further patches in place: no new dirty state.
+  ASSERT_TRUE(volume->PatchData(3, 0, 4090, "end!!!").ok());
+  EXPECT_EQ(volume->dirty_bytes(), dirty_after_first_patch);
+  ASSERT_TRUE(volume->PatchData(3, 1, 5, "gap").ok());
+  ASSERT_TRUE(volume->PatchData(3, 1, 0, "at").ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  volume = env.MustOpen();
+  std::string expected = Block('a');
+  expected.replace(10, 3, "xyz");
+  expected.replace(4090, 6, "end!!!");
+  EXPECT_EQ(MustRead(*volume, 3, 0), expected);
+  EXPECT_EQ(MustRead(*volume, 3, 1), std::string("at\0\0\0gap", 8));
+  EXPECT_EQ(env.DataKeys().size(), 2u);  // the superseded block was deleted
+}
+
+TEST(VolumeTest, givenPatchPastBlockEnd_whenWritten_thenInvalidArgument) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  EXPECT_EQ(volume->PatchData(3, 0, 4095, "ab").code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(volume->PatchData(3, 0, 4097, "").code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(MustRead(*volume, 3, 0), std::nullopt);
+}
+
+TEST(VolumeTest, givenShortBlockAndHole_whenAppended_thenZerosFillTheRange) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->WriteData(3, 0, "abcdef").ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  std::string out = ">";
+  ASSERT_TRUE(volume->AppendData(3, 0, 2, 9, out).ok());
+  ASSERT_TRUE(volume->AppendData(3, 7, 0, 3, out).ok());  // a hole
+  EXPECT_EQ(out, std::string(">cdef\0\0\0\0\0\0", 11));
+}
+
 TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
   VolumeEnv env;
   auto volume = env.MustOpen();
