@@ -18,6 +18,10 @@ namespace {
 constexpr uint8_t kExtentPrefix = 0xE0;
 constexpr unsigned char kFirstReservedByte = 0x80;
 constexpr size_t kScanChunk = 1024;
+// Blocks per read-ahead fetch, and fetches running at once: enough to keep
+// the host busy while the reader decrypts, without flooding the cache.
+constexpr size_t kReadAheadBatch = 8;
+constexpr size_t kReadAheadWorkers = 2;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
 // Bytes per upload batch: well under the wire's frame limit, and large
@@ -186,6 +190,11 @@ Volume::Volume(std::shared_ptr<BlockStore> store,
       root_(std::move(root)),
       root_sealed_(std::move(root_sealed)),
       next_id_(root_.next_id) {
+  if (options_.readahead_blocks > 0) {
+    read_ahead_ = std::make_unique<ReadAhead>(
+        kReadAheadWorkers,
+        [this](const std::vector<BlockPtr>& ptrs) { (void)FetchData(ptrs); });
+  }
   if (options_.commit_interval.count() > 0) {
     timer_ = std::thread([this] { TimerLoop(); });
   }
@@ -471,34 +480,57 @@ Status Volume::AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
 Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
                                                             uint64_t file,
                                                             uint64_t index) {
-  bool sequential;
-  {
-    std::lock_guard lock(readahead_mu_);
-    auto [it, inserted] = last_read_.try_emplace(file, index);
-    sequential = !inserted && it->second + 1 == index;
-    it->second = index;
-    // Forget old files rather than grow without bound.
-    if (last_read_.size() > 4096) last_read_.clear();
-  }
+  ReadAheadLocked(file, index);
   if (auto it = pending_.find(ptr.name); it != pending_.end()) {
     return std::shared_ptr<const std::string>(it->second.plain);
   }
   if (auto cached = cache_.GetData(ptr)) return cached;
-  std::vector<BlockPtr> ptrs{ptr};
-  const size_t ahead = options_.readahead_blocks;
-  if (sequential && ahead > 0 &&
-      index < std::numeric_limits<uint64_t>::max() - ahead) {
-    EFS_ASSIGN_OR_RETURN(auto extents,
-                         tree_.Scan(ExtentKey(file, index + 1),
-                                    ExtentKey(file, index + 1 + ahead), ahead));
-    for (const auto& [key, value] : extents) {
-      EFS_ASSIGN_OR_RETURN(BlockPtr next, BlockPtr::Decode(value));
-      if (!pending_.count(next.name) && !cache_.Contains(next)) {
-        ptrs.push_back(std::move(next));
-      }
+  if (read_ahead_) {
+    read_ahead_->WaitFor(ptr.name);
+    if (auto cached = cache_.GetData(ptr)) return cached;
+  }
+  return FetchData({ptr});
+}
+
+void Volume::ReadAheadLocked(uint64_t file, uint64_t index) {
+  const uint64_t window = options_.readahead_blocks;
+  if (!read_ahead_ || index >= std::numeric_limits<uint64_t>::max() - window) {
+    return;
+  }
+  uint64_t from, to;  // blocks [from, to) to queue
+  {
+    std::lock_guard lock(readahead_mu_);
+    // Forget old files rather than grow without bound.
+    if (cursors_.size() > 4096) cursors_.clear();
+    auto [it, inserted] = cursors_.try_emplace(file, ReadCursor{index, index});
+    ReadCursor& cursor = it->second;
+    const bool sequential = !inserted && cursor.last + 1 == index;
+    cursor.last = index;
+    if (!sequential) {
+      cursor.scheduled = index;
+      return;
+    }
+    // Top the window up once half of it has been consumed.
+    if (cursor.scheduled >= index + window / 2) return;
+    from = std::max(cursor.scheduled, index) + 1;
+    to = index + window + 1;
+    cursor.scheduled = to - 1;
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> extents =
+      tree_.Scan(ExtentKey(file, from), ExtentKey(file, to), window);
+  if (!extents.ok()) return;  // the reader's own fetch reports the error
+  std::vector<BlockPtr> batch;
+  for (const auto& [key, value] : *extents) {
+    Result<BlockPtr> next = BlockPtr::Decode(value);
+    if (!next.ok()) return;
+    if (pending_.contains(next->name) || cache_.Contains(*next)) continue;
+    batch.push_back(std::move(*next));
+    if (batch.size() == kReadAheadBatch) {
+      read_ahead_->Schedule(std::move(batch));
+      batch.clear();
     }
   }
-  return FetchData(ptrs);
+  if (!batch.empty()) read_ahead_->Schedule(std::move(batch));
 }
 
 Result<std::shared_ptr<const std::string>> Volume::FetchData(

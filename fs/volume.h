@@ -60,6 +60,7 @@
 #include "fs/anchor.h"
 #include "fs/btree.h"
 #include "fs/node_cache.h"
+#include "fs/read_ahead.h"
 #include "fs/root_record.h"
 #include "fs/volume_keys.h"
 
@@ -77,7 +78,7 @@ struct VolumeOptions {
   size_t cache_bytes = 64u << 20;
   size_t dirty_limit_bytes = 256u << 20;
   std::chrono::milliseconds commit_interval{5000};  // 0 disables the timer
-  size_t readahead_blocks = 8;                      // 0 disables read-ahead
+  size_t readahead_blocks = 32;  // window ahead of a sequential reader; 0: off
   std::optional<uint64_t> expect_generation;
   std::shared_ptr<Anchor> anchor;  // optional
 };
@@ -255,6 +256,9 @@ class Volume : private NodeLoader {
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
                                                       uint64_t index);
+  // Queues read-ahead after a read of block `index` of `file`, if the file
+  // is being read sequentially. REQUIRES mu_ held.
+  void ReadAheadLocked(uint64_t file, uint64_t index);
   // Fetches `ptrs` in one Get, verifies and caches them; returns the
   // plaintext of ptrs[0]. Failures of the others (read-ahead) only skip them.
   Result<std::shared_ptr<const std::string>> FetchData(
@@ -290,13 +294,19 @@ class Volume : private NodeLoader {
   // A dirty-limit commit skipped for Operations; set under mu_.
   std::atomic<bool> commit_deferred_{false};
 
+  struct ReadCursor {
+    uint64_t last;       // the block read last
+    uint64_t scheduled;  // read-ahead has been queued up to this block
+  };
   std::mutex readahead_mu_;
-  std::unordered_map<uint64_t, uint64_t> last_read_;  // file -> index
+  std::unordered_map<uint64_t, ReadCursor> cursors_;  // by file
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;
   bool stopping_ = false;  // GUARDED_BY(timer_mu_)
   std::thread timer_;
+  // Last: its workers use the members above until it is destroyed.
+  std::unique_ptr<ReadAhead> read_ahead_;
 };
 
 // The extent key of (file, index): 0xE0, file u64 BE, index u64 BE.
