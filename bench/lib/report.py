@@ -1,0 +1,188 @@
+"""Summaries and output files of a run: results.csv, results.json, table.md,
+gnuplot charts. Pure functions over the list of measurement rows, except the
+writers, which create the files they are given.
+"""
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+
+from systems import PEERS
+
+CSV_FIELDS = ("run", "job", "system", "unit", "value", "wall_seconds",
+              "user_bytes", "ops", "host_requests", "wire_bytes",
+              "wire_bytes_per_user_byte", "host_requests_per_op")
+NA = "n/a"
+
+
+def median_or_none(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(values) if values else None
+
+
+def summarize(rows, jobs, systems):
+    """One dict per job: medians per system, ratios, enclavefs figures."""
+    summary = []
+    for job in jobs:
+        mine = [r for r in rows if r["job"] == job.name]
+        if not mine:
+            continue
+        values = {s: median_or_none(r.get("value") for r in mine
+                                    if r["system"] == s) for s in systems}
+        efs = [r for r in mine if r["system"] == "enclavefs"]
+        summary.append({
+            "job": job.name, "family": job.family, "unit": job.unit,
+            "values": values,
+            "enclavefs_vs_best_peer": _ratio(job, values, PEERS),
+            "enclavefs_vs_native": _ratio(job, values, ("native",)),
+            "wire_bytes_per_user_byte": median_or_none(
+                r.get("wire_bytes_per_user_byte") for r in efs),
+            "host_requests_per_op": median_or_none(
+                r.get("host_requests_per_op") for r in efs),
+        })
+    return summary
+
+
+def _ratio(job, values, others):
+    """>1 means enclavefs is better: rate ratio, or time ratio inverted."""
+    mine = values.get("enclavefs")
+    theirs = [values[s] for s in others if values.get(s)]
+    if not mine or not theirs:
+        return None
+    if job.higher_is_better:
+        return mine / max(theirs)
+    return min(theirs) / mine
+
+
+def fmt_value(unit, value):
+    if value is None:
+        return NA
+    if unit == "IOPS":
+        return f"{value / 1000:.1f}k" if value >= 10000 else f"{value:.0f}"
+    if unit == "s":
+        return f"{value:.2f}"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def fmt_ratio(value):
+    return NA if value is None else f"{value:.2f}"
+
+
+def fmt_figure(value):
+    # Design figures span 0.0001 (buffered writes) to 10+ (metadata).
+    return NA if value is None else f"{value:.3g}"
+
+
+def table_markdown(summary, systems, runs):
+    header = ["job", "unit", *systems, "enclavefs/best-peer",
+              "enclavefs/native", "efs wire B/user B", "efs host req/op"]
+    lines = [
+        f"Median of {runs} run(s). seq jobs: MiB/s, random jobs: IOPS "
+        "(higher is better); metadata jobs: seconds (lower is better).",
+        "Ratios: enclavefs/X for MiB/s and IOPS, X_time/enclavefs_time for "
+        "seconds, so >1 always means EnclaveFS is better. best-peer = best "
+        "of gocryptfs, securefs, cryfs.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
+    ]
+    for s in summary:
+        cells = [s["job"], s["unit"],
+                 *(fmt_value(s["unit"], s["values"][n]) for n in systems),
+                 fmt_ratio(s["enclavefs_vs_best_peer"]),
+                 fmt_ratio(s["enclavefs_vs_native"]),
+                 fmt_figure(s["wire_bytes_per_user_byte"]),
+                 fmt_figure(s["host_requests_per_op"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS,
+                                extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: NA if row.get(k) is None else row[k]
+                             for k in CSV_FIELDS})
+
+
+def write_json(path, document):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def _gnuplot(script, cwd):
+    proc = subprocess.run(["gnuplot"], input=script, text=True, cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise RuntimeError(f"gnuplot failed: {proc.stderr.strip()}")
+
+
+def _histogram_script(data_file, png, title, ylabel, ncols, log_base):
+    return "\n".join([
+        "set terminal pngcairo size 1000,520 font ',10'",
+        f"set output '{png}'",
+        f"set title '{title}'",
+        f"set ylabel '{ylabel}'",
+        "set style data histograms",
+        "set style histogram clustered gap 1",
+        "set style fill solid 0.85 border -1",
+        "set boxwidth 0.9",
+        "set datafile missing '?'",
+        "set key outside right top",
+        "set grid ytics",
+        "set xtics rotate by -20",
+        f"set logscale y {log_base}",
+        f"plot for [i=2:{ncols + 1}] '{data_file}' using i:xtic(1) "
+        "title columnheader(i)",
+        "",
+    ])
+
+
+def _write_data(path, names, summary_rows, columns):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("job " + " ".join(names) + "\n")
+        for s in summary_rows:
+            cells = [c(s) for c in columns]
+            f.write(s["job"] + " " + " ".join(
+                "?" if v is None else f"{v:.6g}" for v in cells) + "\n")
+
+
+def write_charts(out_dir, summary, systems):
+    """One grouped bar chart per job family plus one of the ratios; returns
+    the PNG file names written into out_dir."""
+    written = []
+    families = (("seq", "Sequential throughput", "MiB/s (higher is better)"),
+                ("rand", "4 KiB random I/O", "IOPS (higher is better)"),
+                ("meta", "Metadata workloads", "seconds (lower is better)"))
+    for family, title, ylabel in families:
+        rows = [s for s in summary if s["family"] == family]
+        if not rows:
+            continue
+        data = f"{family}.dat"
+        _write_data(os.path.join(out_dir, data), systems, rows,
+                    [lambda s, n=n: s["values"][n] for n in systems])
+        png = f"{family}.png"
+        # Native is often 10-100x the FUSE systems: log scale keeps all
+        # bars readable.
+        _gnuplot(_histogram_script(data, png, title, ylabel, len(systems),
+                                   log_base=10), out_dir)
+        written.append(png)
+    if "enclavefs" in systems and len(systems) > 1:
+        _write_data(os.path.join(out_dir, "ratios.dat"),
+                    ["enclavefs/best-peer", "enclavefs/native"], summary,
+                    [lambda s: s["enclavefs_vs_best_peer"],
+                     lambda s: s["enclavefs_vs_native"]])
+        # Ratios are multiplicative: a log axis shows 0.5 and 2 alike.
+        script = _histogram_script(
+            "ratios.dat", "ratios.png", "EnclaveFS relative to others",
+            "ratio (>1: EnclaveFS better)", 2, log_base=2)
+        _gnuplot(script.replace("plot for", "set arrow from graph 0, first 1"
+                                " to graph 1, first 1 nohead dt 2\nplot for"),
+                 out_dir)
+        written.append("ratios.png")
+    return written

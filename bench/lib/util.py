@@ -1,0 +1,214 @@
+"""Process, mount and page-cache helpers shared by the benchmark modules.
+
+Everything here is synchronous and single-threaded; failures raise BenchError
+with the command's output tail so the caller can report one clear line.
+"""
+
+import concurrent.futures
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+
+class BenchError(Exception):
+    """A benchmark step failed; the message says which and why."""
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def warn(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(argv, *, env=None, stdin_data=None, discard_stdout=False,
+        timeout=None):
+    """Runs argv to completion; returns its stdout ('' if discarded).
+
+    Raises BenchError naming the command and the last lines of its output when
+    it exits non-zero or exceeds timeout seconds. The command gets its own
+    process group, killed whole if we are interrupted: fio's forked workers
+    would otherwise keep a mount busy.
+    """
+    full_env = dict(os.environ, **(env or {}))
+    try:
+        proc = subprocess.Popen(
+            argv, env=full_env, text=True, start_new_session=True,
+            stdin=subprocess.PIPE if stdin_data is not None else None,
+            stdout=subprocess.DEVNULL if discard_stdout else subprocess.PIPE,
+            stderr=subprocess.PIPE)
+    except FileNotFoundError as e:
+        raise BenchError(f"{argv[0]}: not found") from e
+    try:
+        out, err = proc.communicate(stdin_data, timeout=timeout)
+    except BaseException as e:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise BenchError(f"{argv[0]} timed out after {timeout} s") from e
+        raise
+    if proc.returncode != 0:
+        tail = "\n".join(((out or "") + (err or "")).strip().splitlines()[-8:])
+        raise BenchError(f"{' '.join(map(str, argv))} exited "
+                         f"{proc.returncode}\n{tail}")
+    return out or ""
+
+
+def first_line(argv, env=None):
+    """First output line of a version command, or 'unknown' if it fails."""
+    try:
+        out = subprocess.run(argv, text=True, stdout=subprocess.PIPE,
+                             env=dict(os.environ, **(env or {})),
+                             stderr=subprocess.STDOUT, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = [l.strip() for l in out.splitlines() if l.strip()]
+    return lines[0] if lines else "unknown"
+
+
+def _unescape_mount_field(field):
+    # /proc/mounts escapes space, tab, newline and backslash as octal.
+    return (field.replace("\\040", " ").replace("\\011", "\t")
+            .replace("\\012", "\n").replace("\\134", "\\"))
+
+
+def mounts():
+    """List of (mountpoint, fstype) currently mounted."""
+    with open("/proc/self/mounts", encoding="utf-8") as f:
+        return [(_unescape_mount_field(p[1]), p[2])
+                for p in (line.split() for line in f) if len(p) >= 3]
+
+
+def is_mounted(path):
+    return any(m == path for m, _ in mounts())
+
+
+def mounts_under(directory):
+    prefix = directory.rstrip("/") + "/"
+    return [m for m, _ in mounts() if m == directory or m.startswith(prefix)]
+
+
+def fs_type(path):
+    """File system type of the mount holding path (longest prefix match)."""
+    best, kind = "", "unknown"
+    for mountpoint, fstype in mounts():
+        inside = path == mountpoint or path.startswith(
+            mountpoint.rstrip("/") + "/")
+        if inside and len(mountpoint) > len(best):
+            best, kind = mountpoint, fstype
+    return kind
+
+
+def drop_caches():
+    """Writes back dirty pages and drops the page, dentry and inode caches."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w", encoding="ascii") as f:
+            f.write("3\n")
+    except OSError as e:
+        raise BenchError(f"cannot drop caches (run as root): {e}") from e
+
+
+def fsync_dir(path):
+    """fsync on a directory: the one durability request FUSE forwards to the
+    daemon for a whole tree (sync(1) only flushes the kernel's pages)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some FUSE file systems do not implement fsyncdir
+    finally:
+        os.close(fd)
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def pids_with_arg(arg):
+    """PIDs of processes whose argv contains arg exactly (our daemons are
+    found by their unique mountpoint path)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if arg.encode() in argv and pid_alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def stop_pid(pid, grace):
+    """Waits up to grace seconds for pid to exit by itself, then SIGTERMs it
+    (only ever called for processes this run started)."""
+    deadline = time.monotonic() + grace
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        warn(f"pid {pid} still running after {grace} s; sending SIGTERM")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def fuse_unmount(path):
+    """fusermount3 -u with a few retries for a briefly busy mount; a lazy
+    unmount as the last resort so nothing is left behind."""
+    for _ in range(20):
+        if not is_mounted(path):
+            return
+        if subprocess.run(["fusermount3", "-u", path],
+                          stderr=subprocess.DEVNULL).returncode == 0:
+            return
+        time.sleep(0.25)
+    warn(f"{path} stays busy; detaching it lazily")
+    subprocess.run(["fusermount3", "-uz", path], stderr=subprocess.DEVNULL)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def remove_tree(path):
+    """rm -rf that removes the subtrees two levels down concurrently: after
+    drop_caches each unlink waits for a metadata read, and the disk serves
+    many at once (cryfs keeps one file per 16 KiB block)."""
+    if not os.path.lexists(path):
+        return
+    units = []
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            units += [e.path for e in os.scandir(entry.path)]
+        else:
+            units.append(entry.path)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(_remove, units))
+    shutil.rmtree(path, ignore_errors=True)
