@@ -79,7 +79,8 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
       ->required();
   AddKeyOptions(*s.mount, o.key, "", "volume's");
   s.mount
-      ->add_option("--cache-size", o.cache_size, "decrypted block cache size")
+      ->add_option("--cache-size", o.cache_size,
+                   "decrypted block cache size (auto: 1/8 of RAM, 64MiB..1GiB)")
       ->capture_default_str();
   s.mount
       ->add_option("--dirty-limit", o.dirty_limit,

@@ -44,7 +44,7 @@ struct CliOptions {
   std::string block_size = "64KiB";
   // mount / unmount
   std::string mountpoint;
-  std::string cache_size = "64MiB";
+  std::string cache_size = "auto";
   std::string dirty_limit = "256MiB";
   std::string commit_interval = "5s";
   bool foreground = false;

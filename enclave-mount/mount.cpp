@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -106,6 +107,18 @@ std::optional<pid_t> ReadPid(const std::string& pid_file) {
   return static_cast<pid_t>(pid);
 }
 
+// The default cache: an eighth of the memory, within [64 MiB, 1 GiB]. A
+// cache that holds the working set is what makes cold random reads fast
+// (docs/performance.md).
+uint64_t AutoCacheSize() {
+  constexpr uint64_t kMin = 64u << 20, kMax = 1u << 30;
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return kMin;
+  const uint64_t eighth = static_cast<uint64_t>(pages) * page_size / 8;
+  return std::clamp(eighth, kMin, kMax);
+}
+
 bool Alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
 Outcome Prepare(const CliOptions& o, MountPlan* plan) {
@@ -116,7 +129,9 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
     return Usage("mountpoint " + o.mountpoint + " is not a directory");
   }
   plan->mountpoint = Absolute(o.mountpoint);
-  Result<uint64_t> cache = ParseSize(o.cache_size);
+  Result<uint64_t> cache = o.cache_size == "auto"
+                               ? Result<uint64_t>(AutoCacheSize())
+                               : ParseSize(o.cache_size);
   if (!cache.ok()) return Usage(cache.status().message());
   plan->volume.cache_bytes = *cache;
   Result<uint64_t> dirty = ParseSize(o.dirty_limit);

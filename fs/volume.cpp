@@ -27,6 +27,7 @@ constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
 // Bytes per upload batch: well under the wire's frame limit, and large
 // enough that the per-request cost vanishes.
 constexpr size_t kUploadBatchBytes = 8u << 20;
+constexpr size_t kUploadWorkers = 2;
 
 void AppendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
@@ -400,15 +401,52 @@ Status Volume::PatchData(uint64_t file, uint64_t index, size_t offset,
   return MaybeCommitLocked();
 }
 
-Status Volume::SealPendingLocked(
-    std::vector<std::pair<std::string, std::string>>& puts) {
-  for (auto& [name, pending] : pending_) {
-    EFS_ASSIGN_OR_RETURN(SealedBlock sealed,
-                         sealer_->Seal(BlockKind::kData, name, *pending.plain));
-    pending.tag = sealed.tag;
-    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(pending.file, pending.index),
-                                  BlockPtr{name, sealed.tag}.Encode()));
-    puts.emplace_back(name, std::move(sealed.bytes));
+Status Volume::UploadPendingLocked() {
+  std::vector<std::pair<const std::string*, PendingData*>> blocks;
+  blocks.reserve(pending_.size());
+  for (auto& [name, pending] : pending_) blocks.emplace_back(&name, &pending);
+  const size_t per_batch =
+      std::max<size_t>(1, kUploadBatchBytes / block_size());
+  // Workers seal and send whole batches, so sealing one overlaps the host
+  // storing another.
+  std::atomic<size_t> next{0};
+  std::mutex failure_mu;
+  Status failure;
+  auto worker = [&] {
+    while (true) {
+      const size_t first = next.fetch_add(per_batch);
+      if (first >= blocks.size()) return;
+      CommitBatch batch;
+      for (size_t i = first; i < std::min(blocks.size(), first + per_batch);
+           ++i) {
+        const auto& [name, pending] = blocks[i];
+        Result<SealedBlock> sealed =
+            sealer_->Seal(BlockKind::kData, *name, *pending->plain);
+        if (!sealed.ok()) {
+          std::lock_guard lock(failure_mu);
+          failure = sealed.status();
+          return;
+        }
+        pending->tag = sealed->tag;
+        batch.puts.emplace_back(*name, std::move(sealed->bytes));
+      }
+      if (Status s = store_->Commit(batch); !s.ok()) {
+        std::lock_guard lock(failure_mu);
+        failure = s;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < kUploadWorkers && i * per_batch < blocks.size(); ++i) {
+    helpers.emplace_back(worker);
+  }
+  worker();
+  for (auto& helper : helpers) helper.join();
+  EFS_RETURN_IF_ERROR(failure);
+  for (const auto& [name, pending] : blocks) {
+    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(pending->file, pending->index),
+                                  BlockPtr{*name, pending->tag}.Encode()));
   }
   return Status::Ok();
 }
@@ -620,8 +658,7 @@ Status Volume::Commit(bool durable) {
 Status Volume::CommitLocked(bool durable) {
   EFS_RETURN_IF_ERROR(failed_);
   if (!dirty_) return Status::Ok();
-  std::vector<std::pair<std::string, std::string>> sealed_data;
-  EFS_RETURN_IF_ERROR(SealPendingLocked(sealed_data));
+  EFS_RETURN_IF_ERROR(UploadPendingLocked());
   EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));
   RootRecord next = root_;
   ++next.generation;
@@ -634,15 +671,14 @@ Status Volume::CommitLocked(bool durable) {
       SealedBlock sealed_root,
       sealer_->Seal(BlockKind::kRoot, kRootKey, next.Encode()));
 
-  // New nodes and data blocks go first, in batches under the wire limits:
-  // nothing references them until the root below lands, so a crash or error
-  // in between leaves only garbage for CollectGarbage. The root's batch
-  // carries the compare-and-swap, and when durable its fsync covers the
-  // earlier batches too (the host applies a volume's commits in order).
-  std::move(sealed_data.begin(), sealed_data.end(),
-            std::back_inserter(flushed.puts));
+  // New data blocks (above) and nodes go first, in batches under the wire
+  // limits: nothing references them until the root below lands, so a crash
+  // or error in between leaves only garbage for CollectGarbage. The root's
+  // batch carries the compare-and-swap, and when durable its fsync covers
+  // the earlier, acknowledged batches too (block_store.h).
   std::vector<std::string> uploaded;
-  uploaded.reserve(flushed.puts.size());
+  uploaded.reserve(pending_.size() + flushed.puts.size());
+  for (const auto& [name, pending] : pending_) uploaded.push_back(name);
   for (const auto& put : flushed.puts) uploaded.push_back(put.first);
   EFS_RETURN_IF_ERROR(UploadBlocks(flushed.puts));
 

@@ -248,11 +248,10 @@ class Volume : private NodeLoader {
   // REQUIRES mu_ exclusive.
   Result<std::string*> PendingBlockLocked(uint64_t file, uint64_t index,
                                           bool keep_contents);
-  // Seals every pending block, records its tag in the block and in its
-  // extent entry, and appends the sealed bytes to `puts`. REQUIRES mu_
-  // exclusive.
-  Status SealPendingLocked(
-      std::vector<std::pair<std::string, std::string>>& puts);
+  // Seals and stores every pending block, then points its extent entry at
+  // the sealed tag. The blocks stay pending (readable) until the commit
+  // lands. REQUIRES mu_ exclusive.
+  Status UploadPendingLocked();
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
                                                       uint64_t index);
