@@ -3,21 +3,27 @@
 // RemoteBlockStore through an in-process BlockServer on a unix socket. Both
 // backends share one RocksDB store (one volume each) and run the same
 // workload: 4 threads on one store object, one value per commit or get.
+// BM_FrameCeiling measures what the socket and framing alone allow for gets.
 // docs/performance.md records the results and the command line.
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 
+#include "blockstore/frame_io.h"
 #include "blockstore/remote_block_store.h"
 #include "blockstore/rocksdb_volumes.h"
+#include "blockstore/rpc_client.h"
 #include "host-server/block_server.h"
 
 namespace enclavefs {
@@ -159,6 +165,72 @@ void BM_Get(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
 }
 
+// The ceiling for remote gets: RpcClient calls over a unix socketpair to a
+// responder thread that answers every request at once with a prebuilt GET
+// response of one value. Same framing, same client threads and pipelining,
+// no RocksDB, no server worker pool, no decoding of the request or reply.
+class FrameCeiling {
+ public:
+  // One responder per value size, built on first use, torn down at exit.
+  static FrameCeiling& ForSize(size_t size) {
+    static std::mutex mu;
+    static std::map<size_t, std::unique_ptr<FrameCeiling>> by_size;
+    std::lock_guard lock(mu);
+    auto& ceiling = by_size[size];
+    if (!ceiling) ceiling.reset(new FrameCeiling(size));
+    return *ceiling;
+  }
+  ~FrameCeiling() {
+    client_.reset();  // closes its end; the responder sees EOF
+    responder_.join();
+  }
+
+  RpcClient& client() { return *client_; }
+
+ private:
+  explicit FrameCeiling(size_t size)
+      : reply_(
+            protocol::Encode(protocol::GetResponse{{std::string(size, 'g')}})) {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+      Die(Status::IOError("socketpair failed"));
+    }
+    server_end_ = std::make_unique<Connection>(fds[1], "responder");
+    client_ = std::make_unique<RpcClient>(
+        std::make_unique<Connection>(fds[0], "client"));
+    responder_ = std::thread([this] { Respond(); });
+  }
+  void Respond() {
+    while (true) {
+      Result<Frame> request = ReadFrame(*server_end_);
+      if (!request.ok()) return;
+      if (!WriteFrame(*server_end_, request->header, reply_).ok()) return;
+    }
+  }
+
+  const std::string reply_;
+  std::unique_ptr<Connection> server_end_;
+  std::unique_ptr<RpcClient> client_;
+  std::thread responder_;
+};
+
+// Each iteration is one GET round trip of one state.range(0)-byte value.
+void BM_FrameCeiling(benchmark::State& state) {
+  const size_t size = static_cast<size_t>(state.range(0));
+  RpcClient& client = FrameCeiling::ForSize(size).client();
+  const std::string request = protocol::Encode(
+      protocol::GetRequest{{Backends::GetKey(size, state.thread_index())}});
+  for (auto _ : state) {
+    Result<std::string> reply = client.Call(protocol::Opcode::kGet, request);
+    if (!reply.ok() || reply->size() < size) {
+      state.SkipWithError("ceiling responder failed");
+      break;
+    }
+    benchmark::DoNotOptimize(reply);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * size));
+}
+
 void Sizes(benchmark::internal::Benchmark* b) {
   b->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20);
   b->Threads(4)->UseRealTime()->MinTime(0.5);
@@ -170,6 +242,7 @@ BENCHMARK_TEMPLATE(BM_Put, Backend::kInProcess, true)->Apply(Sizes);
 BENCHMARK_TEMPLATE(BM_Put, Backend::kRemote, true)->Apply(Sizes);
 BENCHMARK_TEMPLATE(BM_Get, Backend::kInProcess)->Apply(Sizes);
 BENCHMARK_TEMPLATE(BM_Get, Backend::kRemote)->Apply(Sizes);
+BENCHMARK(BM_FrameCeiling)->Apply(Sizes);
 
 }  // namespace
 }  // namespace enclavefs

@@ -1,6 +1,7 @@
 #include "blockstore/frame_io.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace enclavefs {
 namespace {
@@ -37,15 +38,25 @@ Result<Frame> ReadFrame(Connection& conn) {
 
 Status WriteFrame(Connection& conn, protocol::FrameHeader header,
                   std::string_view payload) {
-  if (payload.size() > protocol::kMaxPayloadSize) {
-    return Status::ResourceExhausted("payload of " +
-                                     std::to_string(payload.size()) +
+  return WriteFrame(conn, header, std::span(&payload, 1));
+}
+
+Status WriteFrame(Connection& conn, protocol::FrameHeader header,
+                  std::span<const std::string_view> payload_parts) {
+  size_t size = 0;
+  for (std::string_view part : payload_parts) size += part.size();
+  if (size > protocol::kMaxPayloadSize) {
+    return Status::ResourceExhausted("payload of " + std::to_string(size) +
                                      " bytes exceeds the frame limit of " +
                                      std::to_string(protocol::kMaxPayloadSize));
   }
-  header.payload_size = static_cast<uint32_t>(payload.size());
+  header.payload_size = static_cast<uint32_t>(size);
   const auto raw = protocol::EncodeFrameHeader(header);
-  return conn.WriteFull(std::string_view(raw.data(), raw.size()), payload);
+  std::vector<std::string_view> parts;
+  parts.reserve(payload_parts.size() + 1);
+  parts.emplace_back(raw.data(), raw.size());
+  parts.insert(parts.end(), payload_parts.begin(), payload_parts.end());
+  return conn.WriteGathered(parts);
 }
 
 }  // namespace enclavefs

@@ -5,6 +5,7 @@
 // serialize writers (and readers) themselves.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -28,5 +29,9 @@ Result<Frame> ReadFrame(Connection& conn);
 // protocol::kMaxPayloadSize; Unavailable if the connection fails.
 Status WriteFrame(Connection& conn, protocol::FrameHeader header,
                   std::string_view payload);
+// The same for a payload that is the concatenation of `payload_parts`,
+// written with one gathered send loop instead of being joined first.
+Status WriteFrame(Connection& conn, protocol::FrameHeader header,
+                  std::span<const std::string_view> payload_parts);
 
 }  // namespace enclavefs

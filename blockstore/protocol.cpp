@@ -29,6 +29,7 @@ class Writer {
     U32(static_cast<uint32_t>(s.size()));
     out_.append(s);
   }
+  size_t size() const { return out_.size(); }
   std::string Take() && { return std::move(out_); }
 
  private:
@@ -178,7 +179,7 @@ bool IsKnownOpcode(uint16_t raw) {
 
 bool IsAdminOpcode(uint16_t raw) {
   return raw >= static_cast<uint16_t>(Opcode::kAdminCreate) &&
-         raw <= static_cast<uint16_t>(Opcode::kAdminResize);
+         raw <= static_cast<uint16_t>(Opcode::kAdminStats);
 }
 
 std::array<char, kFrameHeaderSize> EncodeFrameHeader(const FrameHeader& h) {
@@ -270,14 +271,38 @@ std::string Encode(const GetRequest& m) {
   return std::move(w).Take();
 }
 
-std::string Encode(const GetResponse& m) {
+GetResponseEncoding::GetResponseEncoding(const GetResponse& m) {
   Writer w;
+  // Offsets in the framing after which a value's bytes follow.
+  std::vector<size_t> cuts;
   w.U32(static_cast<uint32_t>(m.values.size()));
   for (const auto& v : m.values) {
     w.U8(v ? 1 : 0);
-    if (v) w.Str(*v);
+    if (!v) continue;
+    w.U32(static_cast<uint32_t>(v->size()));
+    cuts.push_back(w.size());
   }
-  return std::move(w).Take();
+  framing_ = std::move(w).Take();
+  const std::string_view framing = framing_;
+  parts_.reserve(2 * cuts.size() + 1);
+  size_t pos = 0;
+  size_t next_cut = 0;
+  for (const auto& v : m.values) {
+    if (!v) continue;
+    parts_.push_back(framing.substr(pos, cuts[next_cut] - pos));
+    parts_.push_back(*v);
+    pos = cuts[next_cut++];
+  }
+  parts_.push_back(framing.substr(pos));
+  for (std::string_view part : parts_) size_ += part.size();
+}
+
+std::string Encode(const GetResponse& m) {
+  const GetResponseEncoding encoding(m);
+  std::string out;
+  out.reserve(encoding.size());
+  for (std::string_view part : encoding.parts()) out.append(part);
+  return out;
 }
 
 std::string Encode(const CommitBatch& m) {
@@ -345,6 +370,15 @@ std::string Encode(const VolumeListResponse& m) {
     w.U64(v.quota_bytes);
     w.U64(v.block_count);
     w.U8(v.held ? 1 : 0);
+  }
+  return std::move(w).Take();
+}
+
+std::string Encode(const VolumeTraffic& m) {
+  Writer w;
+  for (uint64_t v : {m.requests, m.get_requests, m.commit_requests, m.keys_read,
+                     m.bytes_received, m.bytes_sent}) {
+    w.U64(v);
   }
   return std::move(w).Take();
 }
@@ -516,6 +550,20 @@ Result<VolumeListResponse> DecodeVolumeListResponse(std::string_view payload) {
           EFS_ASSIGN_OR_RETURN(v.held, r.Bool("held"));
           m.volumes.push_back(std::move(v));
         }
+        return m;
+      });
+}
+
+Result<VolumeTraffic> DecodeVolumeTraffic(std::string_view payload) {
+  return DecodeAll<VolumeTraffic>(
+      payload, [](Reader& r) -> Result<VolumeTraffic> {
+        VolumeTraffic m;
+        EFS_ASSIGN_OR_RETURN(m.requests, r.U64("requests"));
+        EFS_ASSIGN_OR_RETURN(m.get_requests, r.U64("get_requests"));
+        EFS_ASSIGN_OR_RETURN(m.commit_requests, r.U64("commit_requests"));
+        EFS_ASSIGN_OR_RETURN(m.keys_read, r.U64("keys_read"));
+        EFS_ASSIGN_OR_RETURN(m.bytes_received, r.U64("bytes_received"));
+        EFS_ASSIGN_OR_RETURN(m.bytes_sent, r.U64("bytes_sent"));
         return m;
       });
 }

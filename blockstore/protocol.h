@@ -50,6 +50,8 @@ enum class Opcode : uint16_t {
   kAdminList = 0x102,
   kAdminDelete = 0x103,
   kAdminResize = 0x104,
+  // Traffic counters of one volume since the server started.
+  kAdminStats = 0x105,
 };
 
 // The one key of every volume that kReadHeader may read without a token.
@@ -130,6 +132,18 @@ struct VolumeListResponse {
   bool operator==(const VolumeListResponse&) const = default;
 };
 
+// Cumulative wire traffic of one volume since the server started (admin
+// ADMIN_STATS reply). Bytes include frame headers.
+struct VolumeTraffic {
+  uint64_t requests = 0;         // all requests on the volume's sessions
+  uint64_t get_requests = 0;     // GET
+  uint64_t commit_requests = 0;  // COMMIT
+  uint64_t keys_read = 0;        // keys asked for by GET and READ_HEADER
+  uint64_t bytes_received = 0;   // request frames
+  uint64_t bytes_sent = 0;       // response frames
+  bool operator==(const VolumeTraffic&) const = default;
+};
+
 std::string Encode(const OpenRequest& m);
 std::string Encode(const OpenResponse& m);
 std::string Encode(const GetRequest& m);
@@ -141,6 +155,26 @@ std::string Encode(const KeyPage& m);
 std::string Encode(const PingMessage& m);
 std::string Encode(const VolumeRequest& m);
 std::string Encode(const VolumeListResponse& m);
+std::string Encode(const VolumeTraffic& m);
+
+// Encode(GetResponse) without copying the values, for gathered writes: the
+// encoding is the concatenation of parts(), which point into the response
+// and into this object. So neither may change, move or die while the parts
+// are in use.
+class GetResponseEncoding {
+ public:
+  explicit GetResponseEncoding(const GetResponse& m);
+  GetResponseEncoding(const GetResponseEncoding&) = delete;
+  GetResponseEncoding& operator=(const GetResponseEncoding&) = delete;
+
+  const std::vector<std::string_view>& parts() const { return parts_; }
+  size_t size() const { return size_; }  // total bytes of the parts
+
+ private:
+  std::string framing_;  // count, presence flags and length prefixes
+  std::vector<std::string_view> parts_;
+  size_t size_ = 0;
+};
 
 Result<OpenRequest> DecodeOpenRequest(std::string_view payload);
 Result<OpenResponse> DecodeOpenResponse(std::string_view payload);
@@ -153,5 +187,6 @@ Result<KeyPage> DecodeListResponse(std::string_view payload);
 Result<PingMessage> DecodePing(std::string_view payload);
 Result<VolumeRequest> DecodeVolumeRequest(std::string_view payload);
 Result<VolumeListResponse> DecodeVolumeListResponse(std::string_view payload);
+Result<VolumeTraffic> DecodeVolumeTraffic(std::string_view payload);
 
 }  // namespace enclavefs::protocol

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <future>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -122,10 +124,89 @@ Result<GetResult> DecodeValues(const Result<std::string>& reply,
   return std::move(response.values);
 }
 
+// The keys a commit reads or writes: its puts, deletes and condition key.
+std::vector<std::string> KeysTouched(const CommitBatch& batch) {
+  std::vector<std::string> keys;
+  keys.reserve(batch.puts.size() + batch.deletes.size() + 1);
+  for (const auto& put : batch.puts) keys.push_back(put.first);
+  keys.insert(keys.end(), batch.deletes.begin(), batch.deletes.end());
+  // The condition key usually is also a put key; it is held once.
+  if (batch.condition &&
+      std::find(keys.begin(), keys.end(), batch.condition->key) == keys.end()) {
+    keys.push_back(batch.condition->key);
+  }
+  return keys;
+}
+
 }  // namespace
 
+// Commits sharing a key take turns; others run concurrently. Close() refuses
+// new holders and waits for the current ones.
+class RemoteBlockStore::KeyLocks {
+ public:
+  // Holds one commit's keys until destroyed.
+  class Held {
+   public:
+    Held(KeyLocks& owner, std::vector<std::string> keys)
+        : owner_(&owner), keys_(std::move(keys)) {}
+    Held(Held&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr)),
+          keys_(std::move(other.keys_)) {}
+    Held& operator=(Held&&) = delete;
+    ~Held() {
+      if (owner_ != nullptr) owner_->Unlock(keys_);
+    }
+
+   private:
+    KeyLocks* owner_;
+    std::vector<std::string> keys_;
+  };
+
+  // Blocks until no holder has any of `keys` (distinct), then holds them.
+  // Unavailable once Close() has begun.
+  Result<Held> Lock(std::vector<std::string> keys, const std::string& volume) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] {
+      return closed_ || std::none_of(keys.begin(), keys.end(),
+                                     [&](const std::string& key) {
+                                       return held_.contains(key);
+                                     });
+    });
+    if (closed_) {
+      return Status::Unavailable("volume '" + volume + "' was closed");
+    }
+    held_.insert(keys.begin(), keys.end());
+    ++holders_;
+    return Held(*this, std::move(keys));
+  }
+
+  // Refuses new holders, then waits until every current one is done.
+  void CloseAndDrain() {
+    std::unique_lock lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return holders_ == 0; });
+  }
+
+ private:
+  void Unlock(const std::vector<std::string>& keys) {
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& key : keys) held_.erase(key);
+      --holders_;
+    }
+    cv_.notify_all();
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_set<std::string> held_;  // GUARDED_BY(mu_)
+  size_t holders_ = 0;                    // GUARDED_BY(mu_)
+  bool closed_ = false;                   // GUARDED_BY(mu_)
+};
+
 RemoteBlockStore::RemoteBlockStore(RemoteOptions options)
-    : options_(std::move(options)) {}
+    : options_(std::move(options)), key_locks_(std::make_unique<KeyLocks>()) {}
 
 RemoteBlockStore::~RemoteBlockStore() = default;
 
@@ -299,7 +380,8 @@ Status RemoteBlockStore::Commit(const CommitBatch& batch) {
                                    " bytes, over the protocol limit of " +
                                    std::to_string(protocol::kMaxPayloadSize));
   }
-  std::lock_guard serialized(commit_mu_);
+  EFS_ASSIGN_OR_RETURN(KeyLocks::Held held,
+                       key_locks_->Lock(KeysTouched(batch), options_.volume));
   std::optional<Clock::time_point> deadline;
   bool outcome_unknown = false;
   while (true) {
@@ -366,7 +448,7 @@ Status RemoteBlockStore::Ping() {
 }
 
 Status RemoteBlockStore::Close() {
-  std::lock_guard serialized(commit_mu_);  // let a running commit finish
+  key_locks_->CloseAndDrain();  // let running commits finish
   Session session;
   {
     std::lock_guard lock(mu_);

@@ -10,8 +10,12 @@
 // finish), then retries the call.
 //
 // Why retrying a commit whose reply was lost is safe:
-//  * Commits through one RemoteBlockStore are serialized (one in flight), so
-//    when we resend, no later commit of ours can have overtaken it.
+//  * Commits through one RemoteBlockStore run concurrently (so several round
+//    trips overlap), except that a commit waits while another one touching
+//    any of the same keys (puts, deletes, condition key) is in flight --
+//    including that one's reconnect and resend. So when we resend, no other
+//    commit of ours that shares a key can have run in between, and commits
+//    on other keys commute with it.
 //  * Nobody else commits to the volume in between: we held the lease while
 //    the commit was in flight, and the new OPEN must return exactly the next
 //    epoch (old + 1), otherwise another client claimed the volume while we
@@ -112,7 +116,9 @@ class RemoteBlockStore : public BlockStore {
                             std::span<const std::string> keys);
 
   const RemoteOptions options_;
-  std::mutex commit_mu_;     // one commit in flight at a time
+  // Keys of the commits in flight, so commits sharing a key take turns.
+  class KeyLocks;
+  std::unique_ptr<KeyLocks> key_locks_;
   std::mutex reconnect_mu_;  // one thread reconnects at a time
   mutable std::mutex mu_;
   Session session_;     // GUARDED_BY(mu_)

@@ -16,10 +16,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstring>
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace enclavefs {
 namespace {
@@ -372,17 +374,22 @@ Status Connection::ReadFull(void* buf, size_t size) {
 }
 
 Status Connection::WriteFull(std::string_view a, std::string_view b) {
-  iovec iov[2] = {{const_cast<char*>(a.data()), a.size()},
-                  {const_cast<char*>(b.data()), b.size()}};
+  const std::string_view parts[] = {a, b};
+  return WriteGathered(parts);
+}
+
+Status Connection::WriteGathered(std::span<const std::string_view> parts) {
+  std::vector<iovec> iov;
+  iov.reserve(parts.size());
+  for (std::string_view part : parts) {
+    if (!part.empty())
+      iov.push_back({const_cast<char*>(part.data()), part.size()});
+  }
   size_t first = 0;  // index of the first iovec with bytes left
-  while (first < 2) {
-    if (iov[first].iov_len == 0) {
-      ++first;
-      continue;
-    }
+  while (first < iov.size()) {
     msghdr msg{};
-    msg.msg_iov = iov + first;
-    msg.msg_iovlen = 2 - first;
+    msg.msg_iov = iov.data() + first;
+    msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
     // MSG_NOSIGNAL: a vanished peer is an error, not a process-wide SIGPIPE.
     const ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (n < 0) {
@@ -390,11 +397,12 @@ Status Connection::WriteFull(std::string_view a, std::string_view b) {
       return Status::Unavailable("write to " + peer_ + ": " + ErrnoText(errno));
     }
     auto left = static_cast<size_t>(n);
-    for (size_t i = first; i < 2 && left > 0; ++i) {
-      const size_t used = std::min(left, iov[i].iov_len);
-      iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + used;
-      iov[i].iov_len -= used;
+    while (left > 0) {
+      const size_t used = std::min(left, iov[first].iov_len);
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + used;
+      iov[first].iov_len -= used;
       left -= used;
+      if (iov[first].iov_len == 0) ++first;
     }
   }
   return Status::Ok();

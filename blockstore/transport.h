@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,9 @@ class Connection {
   // Writes all of `a` then `b` (either may be empty) with one gathered
   // send loop; never raises SIGPIPE. Unavailable if the peer is gone.
   Status WriteFull(std::string_view a, std::string_view b = {});
+  // Writes the concatenation of `parts` with gathered sends, so a message
+  // assembled from pieces needs no copy into one buffer. As WriteFull.
+  Status WriteGathered(std::span<const std::string_view> parts);
   void Shutdown();
   const std::string& peer() const { return peer_; }
   int fd() const { return fd_; }

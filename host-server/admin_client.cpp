@@ -58,6 +58,15 @@ Status AdminClient::ResizeVolume(const std::string& name,
       .status();
 }
 
+Result<protocol::VolumeTraffic> AdminClient::VolumeStats(
+    const std::string& name) {
+  EFS_ASSIGN_OR_RETURN(
+      std::string payload,
+      Call(Opcode::kAdminStats,
+           protocol::Encode(protocol::VolumeRequest{name, 0})));
+  return protocol::DecodeVolumeTraffic(payload);
+}
+
 Result<std::unique_ptr<LocalVolumeAdmin>> LocalVolumeAdmin::Open(
     const std::string& store_dir) {
   EFS_ASSIGN_OR_RETURN(auto volumes, RocksDbVolumes::Open(store_dir));

@@ -48,6 +48,9 @@ class AdminClient : public VolumeAdmin {
   Result<std::vector<protocol::VolumeEntry>> ListVolumes() override;
   Status DeleteVolume(const std::string& name) override;
   Status ResizeVolume(const std::string& name, uint64_t quota_bytes) override;
+  // The volume's traffic counters, which live only in the server's memory
+  // (hence not part of VolumeAdmin). NotFound if the volume does not exist.
+  Result<protocol::VolumeTraffic> VolumeStats(const std::string& name);
 
  private:
   explicit AdminClient(std::unique_ptr<Connection> conn);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <span>
 #include <string>
 #include <utility>
 #include <variant>
@@ -49,6 +50,7 @@ Result<RequestBody> DecodeBody(Opcode op, std::string_view payload) {
     case Opcode::kAdminCreate:
     case Opcode::kAdminDelete:
     case Opcode::kAdminResize:
+    case Opcode::kAdminStats:
       return Lift(protocol::DecodeVolumeRequest(payload));
     case Opcode::kStat:
     case Opcode::kClose:
@@ -59,6 +61,12 @@ Result<RequestBody> DecodeBody(Opcode op, std::string_view payload) {
     return Status::ProtocolError("this request takes no payload");
   }
   return RequestBody();
+}
+
+// How many keys a request asks for, for the traffic counters.
+uint64_t KeysRead(const RequestBody& body) {
+  const auto* get = std::get_if<protocol::GetRequest>(&body);
+  return get ? get->keys.size() : 0;
 }
 
 bool NeedsLease(Opcode op) {
@@ -124,16 +132,30 @@ struct BlockServer::Session {
   Session(SessionId session_id, bool is_admin, std::unique_ptr<Connection> c)
       : id(session_id), admin(is_admin), peer(c->peer()), conn(std::move(c)) {}
 
-  // Sends one reply frame. A failed write leaves the stream unusable, so the
-  // connection is shut down.
+  // Sends one reply frame whose payload is the concatenation of `payload`
+  // (or the error message). A failed write leaves the stream unusable, so
+  // the connection is shut down.
   void Reply(const protocol::FrameHeader& request, const Status& status,
-             std::string_view payload = {}) {
+             std::span<const std::string_view> payload = {}) {
     protocol::FrameHeader header{.opcode = request.opcode,
                                  .request_id = request.request_id,
                                  .status = status.code()};
-    std::string_view body = status.ok() ? payload : status.message();
+    const std::string_view message = status.message();
+    std::span<const std::string_view> body =
+        status.ok() ? payload : std::span(&message, 1);
+    // Counted before the write, so a client that has its reply already sees
+    // it in the counters.
+    if (TrafficCounters* counters = traffic.load()) {
+      uint64_t bytes = protocol::kFrameHeaderSize;
+      for (std::string_view part : body) bytes += part.size();
+      counters->CountReply(bytes);
+    }
     std::lock_guard lock(write_mu);
     if (!WriteFrame(*conn, header, body).ok()) Kill();
+  }
+  void Reply(const protocol::FrameHeader& request, const Status& status,
+             std::string_view payload) {
+    Reply(request, status, std::span(&payload, 1));
   }
 
   // Ends reads (and writes) so the reader thread winds down.
@@ -157,12 +179,20 @@ struct BlockServer::Session {
   // Frees the slot before the reply goes out: the client may send its next
   // request the moment it reads the reply.
   void Answer(const protocol::FrameHeader& request,
-              const Result<std::string>& reply) {
+              const Result<ReplyBody>& reply) {
     {
       std::lock_guard lock(mu);
       --unanswered;
     }
-    Reply(request, reply.status(), reply.ok() ? *reply : "");
+    if (!reply.ok()) {
+      Reply(request, reply.status());
+    } else if (const auto* get = std::get_if<protocol::GetResponse>(&*reply)) {
+      // Values go from the store's buffers straight to the socket.
+      const protocol::GetResponseEncoding encoding(*get);
+      Reply(request, Status::Ok(), encoding.parts());
+    } else {
+      Reply(request, Status::Ok(), std::get<std::string>(*reply));
+    }
     std::lock_guard lock(mu);
     if (--running == 0) drained.notify_all();
   }
@@ -183,6 +213,10 @@ struct BlockServer::Session {
   bool opened = false;      // a lease was granted on this connection
   std::string volume;
   std::shared_ptr<BlockStore> store;
+  // The opened volume's counters: owned here, published to the workers
+  // through `traffic` (null before OPEN and on admin sessions).
+  std::shared_ptr<TrafficCounters> traffic_owner;
+  std::atomic<TrafficCounters*> traffic{nullptr};
   std::thread reader;
   std::atomic<bool> finished{false};
   // Set when another connection took the lease over. The connection stays
@@ -368,6 +402,11 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
   }
   auto body = DecodeBody(op, frame.payload);
   if (!body.ok()) return violation(body.status().message());
+  const uint64_t frame_bytes =
+      protocol::kFrameHeaderSize + frame.payload.size();
+  if (TrafficCounters* counters = s.traffic.load()) {
+    counters->CountRequest(op, KeysRead(*body), frame_bytes);
+  }
 
   if (op == Opcode::kOpen) {
     if (s.opened) return violation("second OPEN on one connection");
@@ -384,6 +423,9 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
     s.opened = true;
     s.volume = open.volume;
     s.store = std::move(lease->store);
+    s.traffic_owner = manager_.Traffic(open.volume);
+    s.traffic = s.traffic_owner.get();
+    s.traffic_owner->CountRequest(op, 0, frame_bytes);
     s.Reply(header, Status::Ok(),
             protocol::Encode(protocol::OpenResponse{.epoch = lease->epoch}));
     return Status::Ok();
@@ -407,7 +449,7 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
   pool_->Submit([this, session, header, op, store = s.store,
                  request = Request{std::move(body).value()}] {
     if (options_.before_request) options_.before_request(op);
-    Result<std::string> reply =
+    Result<ReplyBody> reply =
         NeedsLease(op) && session->fenced
             ? Status::Fenced("volume " + session->volume +
                              " was taken over by another client")
@@ -417,47 +459,55 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
   return Status::Ok();
 }
 
-Result<std::string> BlockServer::Execute(Opcode op, const Request& request,
-                                         BlockStore* store) {
+Result<BlockServer::ReplyBody> BlockServer::Execute(Opcode op,
+                                                    const Request& request,
+                                                    BlockStore* store) {
   const RequestBody& body = request.body;
   switch (op) {
     case Opcode::kGet: {
       EFS_ASSIGN_OR_RETURN(
           GetResult values,
           store->Get(std::get<protocol::GetRequest>(body).keys));
-      return protocol::Encode(protocol::GetResponse{std::move(values)});
+      return ReplyBody(protocol::GetResponse{std::move(values)});
     }
     case Opcode::kCommit:
       EFS_RETURN_IF_ERROR(store->Commit(std::get<CommitBatch>(body)));
-      return std::string();
+      return ReplyBody();
     case Opcode::kStat: {
       EFS_ASSIGN_OR_RETURN(StoreStats stats, store->Stat());
-      return protocol::Encode(stats);
+      return ReplyBody(protocol::Encode(stats));
     }
     case Opcode::kList: {
       const auto& list = std::get<protocol::ListRequest>(body);
       EFS_ASSIGN_OR_RETURN(KeyPage page,
                            store->ListKeys(list.start_after, list.limit));
-      return protocol::Encode(page);
+      return ReplyBody(protocol::Encode(page));
     }
     case Opcode::kPing:
-      return protocol::Encode(std::get<protocol::PingMessage>(body));
+      return ReplyBody(protocol::Encode(std::get<protocol::PingMessage>(body)));
     case Opcode::kReadHeader: {
       const auto& volume = std::get<protocol::VolumeRequest>(body).volume;
       EFS_ASSIGN_OR_RETURN(auto header_store, volumes_.OpenVolume(volume));
       const std::string key(protocol::kPublicHeaderKey);
       EFS_ASSIGN_OR_RETURN(GetResult values,
                            header_store->Get(std::span(&key, 1)));
-      return protocol::Encode(protocol::GetResponse{std::move(values)});
+      return ReplyBody(protocol::GetResponse{std::move(values)});
     }
     case Opcode::kAdminList: {
       EFS_ASSIGN_OR_RETURN(auto volumes, manager_.ListVolumes());
-      return protocol::Encode(protocol::VolumeListResponse{std::move(volumes)});
+      return ReplyBody(
+          protocol::Encode(protocol::VolumeListResponse{std::move(volumes)}));
     }
     case Opcode::kAdminCreate:
     case Opcode::kAdminDelete:
     case Opcode::kAdminResize:
       return ExecuteAdmin(op, std::get<protocol::VolumeRequest>(body));
+    case Opcode::kAdminStats: {
+      const auto& volume = std::get<protocol::VolumeRequest>(body).volume;
+      EFS_ASSIGN_OR_RETURN(protocol::VolumeTraffic traffic,
+                           manager_.TrafficOf(volume));
+      return ReplyBody(protocol::Encode(traffic));
+    }
     case Opcode::kOpen:
     case Opcode::kClose:
       break;  // handled by the reader thread
@@ -465,7 +515,7 @@ Result<std::string> BlockServer::Execute(Opcode op, const Request& request,
   return Status::ProtocolError("unexpected opcode");
 }
 
-Result<std::string> BlockServer::ExecuteAdmin(
+Result<BlockServer::ReplyBody> BlockServer::ExecuteAdmin(
     Opcode op, const protocol::VolumeRequest& request) {
   Status status;
   std::string action;
@@ -490,7 +540,7 @@ Result<std::string> BlockServer::ExecuteAdmin(
     return status;
   }
   spdlog::info("admin {}", action);
-  return std::string();
+  return ReplyBody();
 }
 
 }  // namespace enclavefs

@@ -9,7 +9,9 @@
 // socket only manages volumes. A connection whose lease was taken over stays
 // open but gets Fenced for every volume request. Any protocol violation gets a
 // ProtocolError reply (when the request id is known) and closes that connection
-// only.
+// only. GET replies are written straight from the values (gathered send, no
+// copy into one buffer). Every frame of an opened session is added to the
+// volume's traffic counters (VolumeManager::Traffic), read by ADMIN_STATS.
 //
 // Ownership: borrows the RocksDbVolumes, which must outlive the server.
 // Thread safety: Start and Stop are called by the owner (not concurrently
@@ -24,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "blockstore/frame_io.h"
@@ -75,11 +78,14 @@ class BlockServer {
   // Runs on the session's reader thread. Returns ProtocolError (already
   // answered where possible) when the connection must be closed.
   Status HandleFrame(const std::shared_ptr<Session>& session, Frame frame);
+  // A reply payload: plain bytes, or GET values, which are written to the
+  // socket without first being copied into one buffer.
+  using ReplyBody = std::variant<std::string, protocol::GetResponse>;
   // Runs on a worker: the reply payload or the error to send back.
-  Result<std::string> Execute(protocol::Opcode op, const Request& request,
-                              BlockStore* store);
-  Result<std::string> ExecuteAdmin(protocol::Opcode op,
-                                   const protocol::VolumeRequest& request);
+  Result<ReplyBody> Execute(protocol::Opcode op, const Request& request,
+                            BlockStore* store);
+  Result<ReplyBody> ExecuteAdmin(protocol::Opcode op,
+                                 const protocol::VolumeRequest& request);
   void OnTakeover(SessionId session);
   void ReapFinishedSessions();
 

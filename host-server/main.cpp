@@ -14,11 +14,12 @@
 #include <exception>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "blockstore/rocksdb_volumes.h"
-#include "blockstore/units.h"
 #include "blockstore/transport.h"
+#include "blockstore/units.h"
 #include "host-server/admin_client.h"
 #include "host-server/block_server.h"
 
@@ -130,6 +131,43 @@ int Serve(const ServeConfig& config) {
   return kExitOk;
 }
 
+// `volume stats`: the counters are in the running server's memory, so this
+// needs its admin socket (no fallback to the store).
+int PrintVolumeStats(const std::string& admin_socket, const std::string& name,
+                     bool json) {
+  Address address;
+  address.path = admin_socket;
+  auto client = AdminClient::Connect(address);
+  if (!client.ok()) {
+    return Fail(Status::Unavailable(
+        "no enclavefs-host server answers on " + admin_socket +
+        " (traffic counters exist only while a server runs): " +
+        client.status().message()));
+  }
+  auto stats = (*client)->VolumeStats(name);
+  if (!stats.ok()) return Fail(stats.status());
+  const std::pair<const char*, uint64_t> fields[] = {
+      {"requests", stats->requests},
+      {"get_requests", stats->get_requests},
+      {"commit_requests", stats->commit_requests},
+      {"keys_read", stats->keys_read},
+      {"bytes_received", stats->bytes_received},
+      {"bytes_sent", stats->bytes_sent}};
+  if (json) {
+    std::string out = "{";
+    for (const auto& [key, value] : fields) {
+      if (out.size() > 1) out += ", ";
+      out += fmt::format("\"{}\": {}", key, value);
+    }
+    std::printf("%s}\n", out.c_str());
+  } else {
+    for (const auto& [key, value] : fields) {
+      std::printf("%-16s %llu\n", key, static_cast<unsigned long long>(value));
+    }
+  }
+  return kExitOk;
+}
+
 // Adds --store and --admin-socket to a `volume` subcommand.
 void AddStoreOptions(CLI::App& command, std::string& store,
                      std::string& admin_socket) {
@@ -182,7 +220,12 @@ int Run(int argc, char** argv) {
   CLI::App* resize = volume->add_subcommand("resize", "change a quota");
   resize->add_option("NAME", name, "volume name")->required();
   resize->add_option("--quota", quota, "new size, e.g. 20GiB")->required();
-  for (CLI::App* command : {create, list, remove, resize}) {
+  bool json = false;
+  CLI::App* stats = volume->add_subcommand(
+      "stats", "traffic counters of a volume (needs a running server)");
+  stats->add_option("NAME", name, "volume name")->required();
+  stats->add_flag("--json", json, "print one JSON object");
+  for (CLI::App* command : {create, list, remove, resize, stats}) {
     AddStoreOptions(*command, store, admin_socket);
   }
 
@@ -202,12 +245,14 @@ int Run(int argc, char** argv) {
     if (!parsed.ok()) return Fail(parsed.status());
     quota_bytes = *parsed;
   }
+  const std::string admin_path =
+      admin_socket.empty() ? store + "/admin.sock" : admin_socket;
+  if (stats->parsed()) return PrintVolumeStats(admin_path, name, json);
   if (create->parsed()) {
     std::error_code ec;
     std::filesystem::create_directories(store, ec);
   }
-  auto admin = OpenVolumeAdmin(
-      store, admin_socket.empty() ? store + "/admin.sock" : admin_socket);
+  auto admin = OpenVolumeAdmin(store, admin_path);
   if (!admin.ok()) return Fail(admin.status());
   VolumeAdmin& volumes = **admin;
   if (list->parsed()) {

@@ -70,7 +70,10 @@ Status VolumeManager::DeleteVolume(const std::string& name) {
     return Status::Busy("volume " + name +
                         " is held by a client; close it first");
   }
-  return volumes_.DeleteVolume(name);
+  EFS_RETURN_IF_ERROR(volumes_.DeleteVolume(name));
+  // A volume created later under the same name starts from zero.
+  traffic_.erase(name);
+  return Status::Ok();
 }
 
 Status VolumeManager::ResizeVolume(const std::string& name,
@@ -91,6 +94,47 @@ Result<std::vector<protocol::VolumeEntry>> VolumeManager::ListVolumes() const {
                        .held = holders_.contains(info.name)});
   }
   return entries;
+}
+
+std::shared_ptr<TrafficCounters> VolumeManager::Traffic(
+    const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto& counters = traffic_[name];
+  if (!counters) counters = std::make_shared<TrafficCounters>();
+  return counters;
+}
+
+Result<protocol::VolumeTraffic> VolumeManager::TrafficOf(
+    const std::string& name) {
+  EFS_RETURN_IF_ERROR(volumes_.GetVolume(name).status());
+  std::lock_guard lock(mu_);
+  auto it = traffic_.find(name);
+  if (it == traffic_.end()) return protocol::VolumeTraffic{};
+  return it->second->Snapshot();
+}
+
+void TrafficCounters::CountRequest(protocol::Opcode op, uint64_t keys_read,
+                                   uint64_t frame_bytes) {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  requests_.fetch_add(1, kRelaxed);
+  if (op == protocol::Opcode::kGet) get_requests_.fetch_add(1, kRelaxed);
+  if (op == protocol::Opcode::kCommit) commit_requests_.fetch_add(1, kRelaxed);
+  keys_read_.fetch_add(keys_read, kRelaxed);
+  bytes_received_.fetch_add(frame_bytes, kRelaxed);
+}
+
+void TrafficCounters::CountReply(uint64_t frame_bytes) {
+  bytes_sent_.fetch_add(frame_bytes, std::memory_order_relaxed);
+}
+
+protocol::VolumeTraffic TrafficCounters::Snapshot() const {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  return {.requests = requests_.load(kRelaxed),
+          .get_requests = get_requests_.load(kRelaxed),
+          .commit_requests = commit_requests_.load(kRelaxed),
+          .keys_read = keys_read_.load(kRelaxed),
+          .bytes_received = bytes_received_.load(kRelaxed),
+          .bytes_sent = bytes_sent_.load(kRelaxed)};
 }
 
 }  // namespace enclavefs

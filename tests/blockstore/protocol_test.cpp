@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "blockstore/frame_io.h"
@@ -155,12 +156,45 @@ TEST(ProtocolTest, givenVolumeMessages_whenRoundTripped_thenEqual) {
   EXPECT_EQ(*list_back, list);
 }
 
+TEST(ProtocolTest, givenVolumeTraffic_whenRoundTripped_thenEqual) {
+  VolumeTraffic traffic{.requests = 1,
+                        .get_requests = 2,
+                        .commit_requests = 3,
+                        .keys_read = 4,
+                        .bytes_received = 5,
+                        .bytes_sent = 1ull << 40};
+  auto back = DecodeVolumeTraffic(Encode(traffic));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, traffic);
+  EXPECT_FALSE(DecodeVolumeTraffic(Encode(traffic) + "x").ok());
+}
+
+TEST(ProtocolTest,
+     givenGetResponse_whenEncodedInParts_thenPartsJoinToEncoding) {
+  GetResponse response{{std::string(70000, 'v'), std::nullopt, "", "short"}};
+  const GetResponseEncoding encoding(response);
+
+  std::string joined;
+  for (std::string_view part : encoding.parts()) joined.append(part);
+  EXPECT_EQ(encoding.size(), joined.size());
+  auto back = DecodeGetResponse(joined);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, response);
+  // The large value is referenced, not copied.
+  EXPECT_NE(std::find_if(encoding.parts().begin(), encoding.parts().end(),
+                         [&](std::string_view part) {
+                           return part.data() == response.values[0]->data();
+                         }),
+            encoding.parts().end());
+}
+
 TEST(ProtocolTest, givenOpcodes_whenClassified_thenAdminOnesAreSeparate) {
   EXPECT_TRUE(IsKnownOpcode(static_cast<uint16_t>(Opcode::kReadHeader)));
   EXPECT_TRUE(IsKnownOpcode(static_cast<uint16_t>(Opcode::kAdminList)));
   EXPECT_FALSE(IsKnownOpcode(0));
   EXPECT_FALSE(IsKnownOpcode(9));
-  EXPECT_FALSE(IsKnownOpcode(0x105));
+  EXPECT_TRUE(IsKnownOpcode(static_cast<uint16_t>(Opcode::kAdminStats)));
+  EXPECT_FALSE(IsKnownOpcode(0x106));
   EXPECT_TRUE(IsAdminOpcode(static_cast<uint16_t>(Opcode::kAdminCreate)));
   EXPECT_FALSE(IsAdminOpcode(static_cast<uint16_t>(Opcode::kOpen)));
 }

@@ -264,6 +264,43 @@ TEST_F(
   EXPECT_EQ(Volume({"list"}).out.find("vol"), std::string::npos);
 }
 
+TEST_F(CliTest, givenRunningServer_whenVolumeStatsJson_thenCountersOfVolume) {
+  auto server = Serve();
+  ASSERT_EQ(Volume({"create", "vol", "--quota", "1M"}).exit_code, 0);
+  RunResult before = Volume({"stats", "vol", "--json"});
+  EXPECT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(before.out,
+            "{\"requests\": 0, \"get_requests\": 0, \"commit_requests\": 0, "
+            "\"keys_read\": 0, \"bytes_received\": 0, \"bytes_sent\": 0}\n");
+
+  auto client = RawClient::Connect(UnixAddress(ClientSocket()));
+  ASSERT_TRUE(client);
+  ASSERT_EQ(client->Open("vol")->header.status, StatusCode::kOk);
+  const std::string keys_payload =
+      protocol::Encode(protocol::GetRequest{{"a", "b"}});
+  auto got = client->Call(Opcode::kGet, keys_payload);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->header.status, StatusCode::kOk);
+
+  RunResult after = Volume({"stats", "vol", "--json"});
+  EXPECT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_NE(after.out.find("\"requests\": 2,"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("\"get_requests\": 1,"), std::string::npos)
+      << after.out;
+  EXPECT_NE(after.out.find("\"keys_read\": 2,"), std::string::npos)
+      << after.out;
+  RunResult table = Volume({"stats", "vol"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("get_requests"), std::string::npos) << table.out;
+  ExpectRefusal(Volume({"stats", "missing"}), 3, "missing");
+}
+
+TEST_F(CliTest, givenNoServer_whenVolumeStats_thenClearErrorAndNonZeroExit) {
+  ASSERT_EQ(Volume({"create", "vol", "--quota", "1M"}).exit_code, 0);
+  ExpectRefusal(Volume({"stats", "vol", "--json"}), 1,
+                "no enclavefs-host server answers");
+}
+
 TEST_F(CliTest,
        givenServerWithAdminSocketElsewhere_whenVolumeList_thenSaysStoreInUse) {
   auto server = Serve({"--admin-socket", dir_.Sub("elsewhere.sock")});

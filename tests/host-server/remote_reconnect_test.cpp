@@ -3,143 +3,24 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <future>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "blockstore/frame_io.h"
 #include "blockstore/remote_block_store.h"
+#include "tests/host-server/remote_faults.h"
 #include "tests/host-server/remote_test_support.h"
 
 namespace enclavefs {
 namespace {
 
+using remote_test::FrameProxy;
 using remote_test::InProcessHost;
-
-// Forwards whole frames between clients and the host, and can drop the
-// connection at chosen points: everything at once, or around one COMMIT.
-class FrameProxy {
- public:
-  enum class Fault { kNone, kDropCommitRequest, kDropCommitReply };
-
-  FrameProxy(Address listen, Address upstream)
-      : upstream_(std::move(upstream)) {
-    auto listener = Listen(listen);
-    EXPECT_TRUE(listener.ok()) << listener.status().ToString();
-    if (!listener.ok()) return;
-    listener_ = std::move(listener).value();
-    acceptor_ = std::thread([this] { AcceptLoop(); });
-  }
-  ~FrameProxy() {
-    if (listener_) listener_->Close();
-    if (acceptor_.joinable()) acceptor_.join();
-    DropAll();
-    for (auto& link : links_) {
-      for (auto& pump : link->pumps) pump.join();
-    }
-  }
-
-  Address address() const { return listener_->address(); }
-  // The next frame matching `fault` is not forwarded; its link is cut.
-  void Arm(Fault fault) { fault_ = fault; }
-  int faults_fired() const { return fired_; }
-
-  void DropAll() {
-    std::lock_guard lock(mu_);
-    for (auto& link : links_) link->Cut();
-  }
-
- private:
-  struct Link {
-    std::unique_ptr<Connection> client;
-    std::unique_ptr<Connection> host;
-    std::vector<std::thread> pumps;
-    void Cut() {
-      client->Shutdown();
-      host->Shutdown();
-    }
-  };
-
-  void AcceptLoop() {
-    while (true) {
-      auto client = listener_->Accept();
-      if (!client.ok()) return;
-      auto host = Connect(upstream_);
-      if (!host.ok()) continue;  // the client sees its connection close
-      auto link = std::make_unique<Link>();
-      link->client = std::move(client).value();
-      link->host = std::move(host).value();
-      Link* raw = link.get();
-      std::lock_guard lock(mu_);
-      raw->pumps.emplace_back([this, raw] {
-        Pump(*raw, *raw->client, *raw->host, Fault::kDropCommitRequest);
-      });
-      raw->pumps.emplace_back([this, raw] {
-        Pump(*raw, *raw->host, *raw->client, Fault::kDropCommitReply);
-      });
-      links_.push_back(std::move(link));
-    }
-  }
-
-  void Pump(Link& link, Connection& from, Connection& to, Fault trigger) {
-    while (true) {
-      auto frame = ReadFrame(from);
-      if (!frame.ok()) break;
-      Fault armed = trigger;
-      if (frame->header.opcode ==
-              static_cast<uint16_t>(protocol::Opcode::kCommit) &&
-          fault_.compare_exchange_strong(armed, Fault::kNone)) {
-        ++fired_;
-        break;
-      }
-      if (!WriteFrame(to, frame->header, frame->payload).ok()) break;
-    }
-    link.Cut();
-  }
-
-  Address upstream_;
-  std::unique_ptr<Listener> listener_;
-  std::thread acceptor_;
-  std::atomic<Fault> fault_{Fault::kNone};
-  std::atomic<int> fired_{0};
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Link>> links_;  // GUARDED_BY(mu_)
-};
-
-// Holds GET requests on the server (in its before_request hook) while armed.
-class GetGate {
- public:
-  void Arm() {
-    std::lock_guard lock(mu_);
-    armed_ = true;
-  }
-  void Release() {
-    std::lock_guard lock(mu_);
-    armed_ = false;
-    cv_.notify_all();
-  }
-  void WaitForHeldGet() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return held_ > 0; });
-  }
-  void OnRequest(protocol::Opcode op) {
-    if (op != protocol::Opcode::kGet) return;
-    std::unique_lock lock(mu_);
-    if (!armed_) return;
-    ++held_;
-    cv_.notify_all();
-    cv_.wait(lock, [this] { return !armed_; });
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool armed_ = false;  // GUARDED_BY(mu_)
-  int held_ = 0;        // GUARDED_BY(mu_)
-};
+using remote_test::kHangGuard;
+using remote_test::RequestGate;
 
 constexpr char kVolume[] = "vol";
 
@@ -147,7 +28,7 @@ class RemoteReconnectTest : public ::testing::Test {
  protected:
   RemoteReconnectTest() : host_(GatedOptions(gate_)) {}
 
-  static BlockServerOptions GatedOptions(GetGate& gate) {
+  static BlockServerOptions GatedOptions(RequestGate& gate) {
     BlockServerOptions options;
     options.before_request = [&gate](protocol::Opcode op) {
       gate.OnRequest(op);
@@ -190,7 +71,7 @@ class RemoteReconnectTest : public ::testing::Test {
     return values.ok() ? values->front() : std::nullopt;
   }
 
-  GetGate gate_;
+  RequestGate gate_;
   InProcessHost host_;
   std::unique_ptr<FrameProxy> proxy_;
 };
@@ -369,12 +250,12 @@ TEST_F(RemoteReconnectTest, givenHeldGet_whenPing_thenPingAnsweredFirst) {
   batch.puts = {{"big", std::string(2 << 20, 'x')}};
   ASSERT_TRUE(store->Commit(batch).ok());
 
-  gate_.Arm();
+  gate_.Arm(protocol::Opcode::kGet);
   auto pending = std::async(std::launch::async, [&] {
     const std::string keys[] = {"big"};
     return store->Get(keys);
   });
-  gate_.WaitForHeldGet();
+  ASSERT_TRUE(gate_.WaitForHeld(1));
 
   // The Get went out first and is still unanswered: the Ping's response
   // overtakes it on the same connection.
@@ -385,6 +266,180 @@ TEST_F(RemoteReconnectTest, givenHeldGet_whenPing_thenPingAnsweredFirst) {
   auto values = pending.get();
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(values->front(), batch.puts[0].second);
+}
+
+TEST_F(RemoteReconnectTest,
+       givenCommitHeldOnHost_whenCommitOnOtherKeys_thenBothInFlight) {
+  auto store = OpenStore(/*through_proxy=*/false);
+  ASSERT_NE(store, nullptr);
+  CommitBatch first;
+  first.puts = {{"a", "1"}};
+  CommitBatch second;
+  second.puts = {{"b", "2"}};
+
+  gate_.Arm(protocol::Opcode::kCommit);
+  auto first_done =
+      std::async(std::launch::async, [&] { return store->Commit(first); });
+  auto second_done =
+      std::async(std::launch::async, [&] { return store->Commit(second); });
+  // Both reach the host while neither has been answered.
+  ASSERT_TRUE(gate_.WaitForHeld(2));
+  gate_.Release();
+
+  EXPECT_TRUE(first_done.get().ok());
+  EXPECT_TRUE(second_done.get().ok());
+  EXPECT_EQ(Read(*store, "a"), "1");
+  EXPECT_EQ(Read(*store, "b"), "2");
+}
+
+TEST_F(RemoteReconnectTest,
+       givenCommitHeldOnHost_whenCommitOnSameKey_thenItWaitsAndAppliesLast) {
+  auto store = OpenStore(/*through_proxy=*/false);
+  ASSERT_NE(store, nullptr);
+  CommitBatch first;
+  first.puts = {{"shared", "first"}, {"a", "1"}};
+  CommitBatch second;  // shares "shared" through a delete
+  second.puts = {{"b", "2"}};
+  second.deletes = {"shared"};
+  CommitBatch unrelated;
+  unrelated.puts = {{"c", "3"}};
+
+  gate_.Arm(protocol::Opcode::kCommit);
+  auto first_done =
+      std::async(std::launch::async, [&] { return store->Commit(first); });
+  ASSERT_TRUE(gate_.WaitForHeld(1));
+  auto second_done =
+      std::async(std::launch::async, [&] { return store->Commit(second); });
+  auto unrelated_done =
+      std::async(std::launch::async, [&] { return store->Commit(unrelated); });
+  ASSERT_TRUE(gate_.WaitForHeld(2));
+  // The second held commit is the unrelated one: the one sharing a key
+  // stays on the client until the first is answered.
+  EXPECT_EQ(gate_.held(), 2);
+  EXPECT_EQ(second_done.wait_for(std::chrono::milliseconds(0)),
+            std::future_status::timeout);
+  gate_.Release();
+
+  EXPECT_TRUE(first_done.get().ok());
+  EXPECT_TRUE(second_done.get().ok());
+  EXPECT_TRUE(unrelated_done.get().ok());
+  EXPECT_EQ(Read(*store, "shared"), std::nullopt);
+  EXPECT_EQ(Read(*store, "b"), "2");
+}
+
+TEST_F(RemoteReconnectTest,
+       givenTwoCommitsInFlight_whenConnectionDrops_thenEachAppliedOnce) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Commit(SwapRoot(std::nullopt, "r1")).ok());
+  CommitBatch unconditional;
+  unconditional.puts = {{"a", "1"}, {"b", "2"}};
+
+  gate_.Arm(protocol::Opcode::kCommit);
+  auto swapped = std::async(
+      std::launch::async, [&] { return store->Commit(SwapRoot("r1", "r2")); });
+  auto written = std::async(std::launch::async,
+                            [&] { return store->Commit(unconditional); });
+  ASSERT_TRUE(gate_.WaitForHeld(2));
+  // Both replies are lost; the host applies both once the gate opens and
+  // only then lets the client back in.
+  proxy_->DropAll();
+  gate_.Release();
+
+  Status swap_status = swapped.get();
+  Status write_status = written.get();
+  EXPECT_TRUE(swap_status.ok()) << swap_status.ToString();
+  EXPECT_TRUE(write_status.ok()) << write_status.ToString();
+  EXPECT_EQ(Read(*store, "root"), "r2");
+  EXPECT_EQ(Read(*store, "a"), "1");
+  auto stats = store->Stat();
+  ASSERT_TRUE(stats.ok());
+  // root, block-r1, block-r2, a, b
+  EXPECT_EQ(stats->block_count, 5u);
+  EXPECT_EQ(store->Commit(SwapRoot("r1", "r2")).code(), StatusCode::kConflict);
+}
+
+TEST_F(RemoteReconnectTest,
+       givenConcurrentCommits_whenConnectionDropsRepeatedly_thenStateExact) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  const uint64_t first_epoch = store->epoch();
+  constexpr int kWriters = 3;
+  constexpr int kKeysPerWriter = 4;
+  constexpr int kMinCommits = 20;  // per writer, and root swaps
+  // Everyone keeps committing until all drops have happened. Each drop
+  // waits for the reconnect after the previous one: a drop during the OPEN
+  // handshake itself loses an epoch, which the store must (and does) report
+  // as Fenced, since it cannot tell that OPEN from another client's.
+  std::atomic<bool> drops_done{false};
+  std::thread dropper([&] {
+    for (int i = 0; i < 8; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(15));
+      const uint64_t epoch = store->epoch();
+      proxy_->DropAll();
+      const auto give_up = std::chrono::steady_clock::now() + kHangGuard;
+      while (store->epoch() == epoch &&
+             std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    drops_done = true;
+  });
+  std::atomic<int> failures{0};
+  std::vector<int> commits(kWriters, 0);
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      for (int& i = commits[t]; i < kMinCommits || !drops_done; ++i) {
+        CommitBatch batch;
+        batch.puts = {
+            {"w" + std::to_string(t) + "-" + std::to_string(i % kKeysPerWriter),
+             "v" + std::to_string(i)}};
+        if (!store->Commit(batch).ok()) ++failures;
+      }
+    });
+  }
+  // The root-record chain: every swap must apply exactly once, in order.
+  std::optional<std::string> root;
+  int swaps = 0;
+  while (swaps < kMinCommits || !drops_done) {
+    const std::string next = "r" + std::to_string(++swaps);
+    Status swapped = store->Commit(SwapRoot(root, next));
+    if (!swapped.ok()) {
+      ADD_FAILURE() << next << ": " << swapped.ToString();
+      break;
+    }
+    root = next;
+  }
+  for (auto& writer : writers) writer.join();
+  dropper.join();
+
+  EXPECT_GT(store->epoch(), first_epoch) << "no reconnect was exercised";
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Read(*store, "root"), root);
+  for (int t = 0; t < kWriters; ++t) {
+    for (int k = 0; k < kKeysPerWriter; ++k) {
+      // The last commit of writer t that wrote key k.
+      const int n = commits[t];
+      const int last = (n - 1) - ((n - 1 - k) % kKeysPerWriter);
+      EXPECT_EQ(Read(*store, "w" + std::to_string(t) + "-" + std::to_string(k)),
+                "v" + std::to_string(last));
+    }
+  }
+  auto stats = store->Stat();
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->block_count,
+            static_cast<uint64_t>(kWriters * kKeysPerWriter + 1 + swaps));
+}
+
+TEST_F(RemoteReconnectTest, givenClosedStore_whenCommit_thenUnavailable) {
+  auto store = OpenStore(/*through_proxy=*/false);
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Close().ok());
+
+  CommitBatch batch;
+  batch.puts = {{"a", "1"}};
+  EXPECT_EQ(store->Commit(batch).code(), StatusCode::kUnavailable);
 }
 
 // A holder that lost its connection and, meanwhile, its lease learns of the
