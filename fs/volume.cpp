@@ -24,10 +24,6 @@ constexpr size_t kReadAheadBatch = 8;
 constexpr size_t kReadAheadWorkers = 2;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
-// Bytes per upload batch: well under the wire's frame limit, and large
-// enough that the per-request cost vanishes.
-constexpr size_t kUploadBatchBytes = 8u << 20;
-constexpr size_t kUploadWorkers = 2;
 
 void AppendBe64(std::string& out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
@@ -196,6 +192,9 @@ Volume::Volume(std::shared_ptr<BlockStore> store,
         kReadAheadWorkers,
         [this](const std::vector<BlockPtr>& ptrs) { (void)FetchData(ptrs); });
   }
+  if (options_.write_behind_bytes > 0) {
+    uploader_ = std::thread([this] { UploaderLoop(); });
+  }
   if (options_.commit_interval.count() > 0) {
     timer_ = std::thread([this] { TimerLoop(); });
   }
@@ -208,6 +207,12 @@ Volume::~Volume() {
   }
   timer_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
+  {
+    std::lock_guard lock(upload_mu_);
+    upload_stopping_ = true;
+  }
+  upload_cv_.notify_all();
+  if (uploader_.joinable()) uploader_.join();
 }
 
 void Volume::TimerLoop() {
@@ -270,6 +275,7 @@ Volume::CommitPass::~CommitPass() {
 void Volume::RunDeferredCommit() {
   CommitPass pass(*this);
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
+  WaitForUploads();
   std::unique_lock lock(mu_);
   if (DirtyBytesLocked() < options_.dirty_limit_bytes) return;
   Status s = CommitLocked(false);
@@ -338,7 +344,8 @@ Result<uint64_t> Volume::NextId() {
 }
 
 void Volume::Retire(const std::string& name) {
-  if (pending_.erase(name) > 0) return;
+  // An uploading block is deleted by the uploader once it is stored.
+  if (pending_.erase(name) > 0 || uploading_.erase(name) > 0) return;
   retired_data_.push_back(name);
   cache_.Erase(name);
 }
@@ -351,6 +358,7 @@ Result<std::string*> Volume::PendingBlockLocked(uint64_t file, uint64_t index,
   if (value) {
     EFS_ASSIGN_OR_RETURN(old, BlockPtr::Decode(*value));
     if (auto it = pending_.find(old->name); it != pending_.end()) {
+      it->second.written = ++write_seq_;
       return it->second.plain.get();
     }
   }
@@ -364,8 +372,8 @@ Result<std::string*> Volume::PendingBlockLocked(uint64_t file, uint64_t index,
   EFS_RETURN_IF_ERROR(tree_.Put(key, BlockPtr{name, Tag{}}.Encode()));
   if (old) Retire(old->name);
   dirty_ = true;
-  auto [it, inserted] =
-      pending_.emplace(std::move(name), PendingData{file, index, plain});
+  auto [it, inserted] = pending_.emplace(
+      std::move(name), PendingData{file, index, plain, Tag{}, ++write_seq_});
   assert(inserted);
   return it->second.plain.get();
 }
@@ -399,56 +407,6 @@ Status Volume::PatchData(uint64_t file, uint64_t index, size_t offset,
   }
   plain->replace(offset, bytes.size(), bytes);
   return MaybeCommitLocked();
-}
-
-Status Volume::UploadPendingLocked() {
-  std::vector<std::pair<const std::string*, PendingData*>> blocks;
-  blocks.reserve(pending_.size());
-  for (auto& [name, pending] : pending_) blocks.emplace_back(&name, &pending);
-  const size_t per_batch =
-      std::max<size_t>(1, kUploadBatchBytes / block_size());
-  // Workers seal and send whole batches, so sealing one overlaps the host
-  // storing another.
-  std::atomic<size_t> next{0};
-  std::mutex failure_mu;
-  Status failure;
-  auto worker = [&] {
-    while (true) {
-      const size_t first = next.fetch_add(per_batch);
-      if (first >= blocks.size()) return;
-      CommitBatch batch;
-      for (size_t i = first; i < std::min(blocks.size(), first + per_batch);
-           ++i) {
-        const auto& [name, pending] = blocks[i];
-        Result<SealedBlock> sealed =
-            sealer_->Seal(BlockKind::kData, *name, *pending->plain);
-        if (!sealed.ok()) {
-          std::lock_guard lock(failure_mu);
-          failure = sealed.status();
-          return;
-        }
-        pending->tag = sealed->tag;
-        batch.puts.emplace_back(*name, std::move(sealed->bytes));
-      }
-      if (Status s = store_->Commit(batch); !s.ok()) {
-        std::lock_guard lock(failure_mu);
-        failure = s;
-        return;
-      }
-    }
-  };
-  std::vector<std::thread> helpers;
-  for (size_t i = 1; i < kUploadWorkers && i * per_batch < blocks.size(); ++i) {
-    helpers.emplace_back(worker);
-  }
-  worker();
-  for (auto& helper : helpers) helper.join();
-  EFS_RETURN_IF_ERROR(failure);
-  for (const auto& [name, pending] : blocks) {
-    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(pending->file, pending->index),
-                                  BlockPtr{*name, pending->tag}.Encode()));
-  }
-  return Status::Ok();
 }
 
 Status Volume::DeleteData(uint64_t file, uint64_t first_index) {
@@ -522,6 +480,9 @@ Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
   if (auto it = pending_.find(ptr.name); it != pending_.end()) {
     return std::shared_ptr<const std::string>(it->second.plain);
   }
+  if (auto it = uploading_.find(ptr.name); it != uploading_.end()) {
+    return std::shared_ptr<const std::string>(it->second.plain);
+  }
   if (auto cached = cache_.GetData(ptr)) return cached;
   if (read_ahead_) {
     read_ahead_->WaitFor(ptr.name);
@@ -561,7 +522,10 @@ void Volume::ReadAheadLocked(uint64_t file, uint64_t index) {
   for (const auto& [key, value] : *extents) {
     Result<BlockPtr> next = BlockPtr::Decode(value);
     if (!next.ok()) return;
-    if (pending_.contains(next->name) || cache_.Contains(*next)) continue;
+    if (pending_.contains(next->name) || uploading_.contains(next->name) ||
+        cache_.Contains(*next)) {
+      continue;
+    }
     batch.push_back(std::move(*next));
     if (batch.size() == kReadAheadBatch) {
       read_ahead_->Schedule(std::move(batch));
@@ -623,7 +587,7 @@ Result<std::shared_ptr<const Node>> Volume::LoadNode(const BlockPtr& ptr,
 }
 
 size_t Volume::DirtyBytesLocked() const {
-  return pending_.size() * block_size() +
+  return (pending_.size() + uploading_.size()) * block_size() +
          tree_.dirty_nodes() * keys_->node_size();
 }
 
@@ -633,6 +597,10 @@ size_t Volume::dirty_bytes() const {
 }
 
 Status Volume::MaybeCommitLocked() {
+  if (options_.write_behind_bytes > 0 &&
+      pending_.size() * block_size() > options_.write_behind_bytes) {
+    WakeUploaderLocked();
+  }
   const size_t dirty = DirtyBytesLocked();
   if (dirty < options_.dirty_limit_bytes) return Status::Ok();
   if (active_ops_ > 0) {
@@ -651,6 +619,7 @@ Status Volume::MaybeCommitLocked() {
 Status Volume::Commit(bool durable) {
   assert(!HoldsOperation(this));
   CommitPass pass(*this);
+  WaitForUploads();
   std::unique_lock lock(mu_);
   return CommitLocked(durable);
 }
@@ -658,6 +627,7 @@ Status Volume::Commit(bool durable) {
 Status Volume::CommitLocked(bool durable) {
   EFS_RETURN_IF_ERROR(failed_);
   if (!dirty_) return Status::Ok();
+  EFS_RETURN_IF_ERROR(ReclaimUploadingLocked());
   EFS_RETURN_IF_ERROR(UploadPendingLocked());
   EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));
   RootRecord next = root_;
@@ -666,7 +636,8 @@ Status Volume::CommitLocked(bool durable) {
   next.tree_height = flushed.height;
   next.next_id = next_id_;
   next.node_blocks += flushed.puts.size() - tree_.retired().size();
-  next.data_blocks += pending_.size() - retired_data_.size();
+  // A block stored by the uploader and retired since is in both lists.
+  next.data_blocks += pending_.size() + uploaded_.size() - retired_data_.size();
   EFS_ASSIGN_OR_RETURN(
       SealedBlock sealed_root,
       sealer_->Seal(BlockKind::kRoot, kRootKey, next.Encode()));
@@ -676,8 +647,8 @@ Status Volume::CommitLocked(bool durable) {
   // or error in between leaves only garbage for CollectGarbage. The root's
   // batch carries the compare-and-swap, and when durable its fsync covers
   // the earlier, acknowledged batches too (block_store.h).
-  std::vector<std::string> uploaded;
-  uploaded.reserve(pending_.size() + flushed.puts.size());
+  std::vector<std::string> uploaded = uploaded_;
+  uploaded.reserve(uploaded.size() + pending_.size() + flushed.puts.size());
   for (const auto& [name, pending] : pending_) uploaded.push_back(name);
   for (const auto& put : flushed.puts) uploaded.push_back(put.first);
   EFS_RETURN_IF_ERROR(UploadBlocks(flushed.puts));
@@ -712,6 +683,7 @@ Status Volume::CommitLocked(bool durable) {
     cache_.PutData(BlockPtr{name, pending.tag}, std::move(pending.plain));
   }
   pending_.clear();
+  uploaded_.clear();
   retired_data_.clear();
   root_ = next;
   root_sealed_ = std::move(sealed_root.bytes);
@@ -734,41 +706,6 @@ Status Volume::CommitLocked(bool durable) {
   return Status::Ok();
 }
 
-void Volume::DeleteBestEffort(std::vector<std::string> names,
-                              std::string_view what) {
-  for (size_t i = 0; i < names.size(); i += kMaxBatchKeys) {
-    CommitBatch batch;
-    batch.deletes.assign(
-        std::make_move_iterator(names.begin() + i),
-        std::make_move_iterator(names.begin() +
-                                std::min(names.size(), i + kMaxBatchKeys)));
-    Status s = store_->Commit(batch);
-    if (!s.ok()) {
-      spdlog::warn("volume: {} {} left for garbage collection: {}",
-                   names.size() - i, what, s.ToString());
-      return;
-    }
-  }
-}
-
-Status Volume::UploadBlocks(
-    std::vector<std::pair<std::string, std::string>>& blocks) {
-  CommitBatch batch;
-  size_t bytes = 0;
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    bytes += blocks[i].first.size() + blocks[i].second.size();
-    batch.puts.push_back(std::move(blocks[i]));
-    const bool last = i + 1 == blocks.size();
-    if (last || batch.puts.size() == kMaxBatchKeys ||
-        bytes >= kUploadBatchBytes) {
-      EFS_RETURN_IF_ERROR(store_->Commit(batch));
-      batch.puts.clear();
-      bytes = 0;
-    }
-  }
-  return Status::Ok();
-}
-
 Status Volume::SendBatch(CommitBatch& batch, const std::string& new_root) {
   Status s = store_->Commit(batch);
   if (s.code() != StatusCode::kUnavailable) return s;
@@ -784,6 +721,8 @@ Status Volume::SendBatch(CommitBatch& batch, const std::string& new_root) {
 Result<GcReport> Volume::CollectGarbage() {
   assert(!HoldsOperation(this));
   CommitPass pass(*this);
+  // No upload may store blocks while the host's keys are listed below.
+  WaitForUploads();
   std::unique_lock lock(mu_);
   EFS_RETURN_IF_ERROR(CommitLocked(true));
   GcReport report;

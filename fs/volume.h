@@ -78,6 +78,10 @@ struct VolumeOptions {
   size_t cache_bytes = 64u << 20;
   size_t dirty_limit_bytes = 256u << 20;
   std::chrono::milliseconds commit_interval{5000};  // 0 disables the timer
+  // Write-behind: once pending data blocks pass this many bytes, a
+  // background uploader stores the least recently written ones until half
+  // of it is left, so commits find little left to send. 0 disables it.
+  size_t write_behind_bytes = 32u << 20;
   size_t readahead_blocks = 32;  // window ahead of a sequential reader; 0: off
   std::optional<uint64_t> expect_generation;
   std::shared_ptr<Anchor> anchor;  // optional
@@ -202,7 +206,8 @@ class Volume : private NodeLoader {
     uint64_t file;
     uint64_t index;
     std::shared_ptr<std::string> plain;
-    Tag tag{};  // set by the commit that seals it
+    Tag tag{};             // set by the commit that seals it
+    uint64_t written = 0;  // write_seq_ of its last write
   };
 
   Volume(std::shared_ptr<BlockStore> store, std::unique_ptr<VolumeKeys> keys,
@@ -252,6 +257,21 @@ class Volume : private NodeLoader {
   // the sealed tag. The blocks stay pending (readable) until the commit
   // lands. REQUIRES mu_ exclusive.
   Status UploadPendingLocked();
+  // Write-behind (volume_upload.cpp). The uploader thread runs UploadOnce
+  // while pending data is over options_.write_behind_bytes.
+  void UploaderLoop();
+  // Moves the least recently written pending blocks to uploading_, stores
+  // them without holding mu_, then records their tags (or, on failure, makes
+  // them pending again). False if there was nothing to do.
+  bool UploadOnce();
+  // Waits until no upload is running; with the commit gate held (so no new
+  // one starts). REQUIRES no mu_ held.
+  void WaitForUploads();
+  // Makes blocks still being uploaded pending again under new names (the
+  // uploader deletes its copies), for a commit that cannot wait.
+  // REQUIRES mu_ exclusive.
+  Status ReclaimUploadingLocked();
+  void WakeUploaderLocked();
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
                                                       uint64_t index);
@@ -278,10 +298,15 @@ class Volume : private NodeLoader {
   RootRecord root_;                             // committed; GUARDED_BY(mu_)
   std::string root_sealed_;                     // GUARDED_BY(mu_)
   std::map<std::string, PendingData> pending_;  // by name; GUARDED_BY(mu_)
-  std::vector<std::string> retired_data_;       // GUARDED_BY(mu_)
-  uint64_t next_id_;                            // GUARDED_BY(mu_)
-  bool dirty_ = false;                          // GUARDED_BY(mu_)
-  Status failed_;                               // GUARDED_BY(mu_)
+  uint64_t write_seq_ = 0;                      // GUARDED_BY(mu_)
+  // Pending blocks the uploader is storing now (taken out of pending_).
+  std::map<std::string, PendingData> uploading_;  // GUARDED_BY(mu_)
+  // Blocks the uploader stored since the last commit.
+  std::vector<std::string> uploaded_;      // GUARDED_BY(mu_)
+  std::vector<std::string> retired_data_;  // GUARDED_BY(mu_)
+  uint64_t next_id_;                       // GUARDED_BY(mu_)
+  bool dirty_ = false;                     // GUARDED_BY(mu_)
+  Status failed_;                          // GUARDED_BY(mu_)
 
   // The commit gate (writer-preferring): Operations and commits exclude each
   // other; a waiting commit blocks new Operations.
@@ -299,6 +324,13 @@ class Volume : private NodeLoader {
   };
   std::mutex readahead_mu_;
   std::unordered_map<uint64_t, ReadCursor> cursors_;  // by file
+
+  std::mutex upload_mu_;
+  std::condition_variable upload_cv_;
+  bool upload_wanted_ = false;    // GUARDED_BY(upload_mu_)
+  bool upload_running_ = false;   // GUARDED_BY(upload_mu_)
+  bool upload_stopping_ = false;  // GUARDED_BY(upload_mu_)
+  std::thread uploader_;
 
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;

@@ -48,6 +48,8 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
     options.cache_bytes = rng() % 2 ? 64u << 20 : 48u << 10;
     options.dirty_limit_bytes = rng() % 2 ? 16u << 20 : 96u << 10;
     options.readahead_blocks = rng() % 4;
+    // Write-behind off, or storing blocks between commits almost always.
+    options.write_behind_bytes = rng() % 2 ? 0 : 12u << 10;
     return options;
   }
 };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <latch>
@@ -165,6 +166,91 @@ TEST(VolumeTest,
   EXPECT_EQ(MustRead(*volume, 3, 0), expected);
   EXPECT_EQ(MustRead(*volume, 3, 1), std::string("at\0\0\0gap", 8));
   EXPECT_EQ(env.DataKeys().size(), 2u);  // the superseded block was deleted
+}
+
+// Polls `done` for up to 10 s: a bound for background work, not a timing
+// assertion.
+bool Eventually(const std::function<bool()>& done) {
+  for (int i = 0; i < 1000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+TEST(VolumeTest,
+     givenWriteBehind_whenPendingDataPassesIt_thenBlocksReachHostBeforeCommit) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 4 * 4096;
+  auto volume = env.MustOpen(options);
+  const uint64_t generation = volume->generation();
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(
+        volume->WriteData(7, i, Block(static_cast<char>('a' + i))).ok());
+  }
+  // Stored down to half the threshold, without a commit.
+  EXPECT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+  EXPECT_EQ(volume->generation(), generation);
+  for (uint64_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(MustRead(*volume, 7, i), Block(static_cast<char>('a' + i)));
+  }
+  ASSERT_TRUE(volume->Commit(false).ok());
+  volume = env.MustOpen(ManualOptions());
+  for (uint64_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(MustRead(*volume, 7, i), Block(static_cast<char>('a' + i)));
+  }
+  EXPECT_EQ(env.DataKeys().size(), 20u);
+}
+
+TEST(VolumeTest,
+     givenUploadedBlocksRewritten_whenCommitted_thenHostHoldsOnlyLiveBlocks) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 4 * 4096;
+  auto volume = env.MustOpen(options);
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(volume->WriteData(7, i, Block('x')).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(volume->PatchData(7, i, 100, "new").ok());
+  }
+  ASSERT_TRUE(volume->DeleteData(7, 15).ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  std::string expected = Block('x');
+  expected.replace(100, 3, "new");
+  volume = env.MustOpen(ManualOptions());
+  for (uint64_t i = 0; i < 15; ++i)
+    EXPECT_EQ(MustRead(*volume, 7, i), expected);
+  EXPECT_EQ(MustRead(*volume, 7, 15), std::nullopt);
+  // Superseded copies are deleted by the commit or by the uploader itself.
+  EXPECT_TRUE(Eventually([&] { return env.DataKeys().size() == 15; }))
+      << env.DataKeys().size();
+  auto unreferenced = volume->ListUnreferenced();
+  ASSERT_TRUE(unreferenced.ok());
+  EXPECT_TRUE(unreferenced->empty());
+}
+
+TEST(
+    VolumeTest,
+    givenUploadedBlocksAndNoCommit_whenReopened_thenOldStateAndGarbageIsCollected) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 4 * 4096;
+  {
+    auto volume = env.MustOpen(options);
+    for (uint64_t i = 0; i < 20; ++i) {
+      ASSERT_TRUE(volume->WriteData(7, i, Block('y')).ok());
+    }
+    ASSERT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+  }  // dropped without a commit: a crash
+  auto volume = env.MustOpen(ManualOptions());
+  EXPECT_EQ(volume->generation(), 1u);
+  EXPECT_EQ(MustRead(*volume, 7, 0), std::nullopt);
+  auto report = volume->CollectGarbage();
+  ASSERT_TRUE(report.ok());
+  EXPECT_GE(report->deleted_blocks, 18u);
+  EXPECT_TRUE(env.DataKeys().empty());
 }
 
 TEST(VolumeTest, givenPatchPastBlockEnd_whenWritten_thenInvalidArgument) {
@@ -535,15 +621,6 @@ TEST(AnchorParseTest, givenMalformedText_whenParsed_thenIOError) {
 }
 
 // ---- operations: groups of writes committed whole ----
-
-// Polls `done` for up to 10 s: a bound for background work, not a timing
-// assertion.
-bool Eventually(const std::function<bool()>& done) {
-  for (int i = 0; i < 1000 && !done(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return done();
-}
 
 TEST(VolumeOperationTest,
      givenActiveOperation_whenWritesPassDirtyLimit_thenCommitWaitsForItsEnd) {

@@ -1,0 +1,235 @@
+// Volume's uploads: the data and node blocks of a commit, the write-behind
+// uploader that stores pending data blocks between commits, and deletes.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iterator>
+
+#include "blockstore/protocol.h"
+#include "fs/volume.h"
+
+namespace enclavefs {
+namespace {
+
+constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
+// Bytes per upload batch: well under the wire's frame limit, and large
+// enough that the per-request cost vanishes.
+constexpr size_t kUploadBatchBytes = 8u << 20;
+// Commit-time seal+send workers: one per core of the 2-core target.
+constexpr size_t kUploadWorkers = 2;
+
+}  // namespace
+
+Status Volume::UploadPendingLocked() {
+  std::vector<std::pair<const std::string*, PendingData*>> blocks;
+  blocks.reserve(pending_.size());
+  for (auto& [name, pending] : pending_) blocks.emplace_back(&name, &pending);
+  const size_t per_batch =
+      std::max<size_t>(1, kUploadBatchBytes / block_size());
+  // Workers seal and send whole batches, so sealing one overlaps the host
+  // storing another.
+  std::atomic<size_t> next{0};
+  std::mutex failure_mu;
+  Status failure;
+  auto worker = [&] {
+    while (true) {
+      const size_t first = next.fetch_add(per_batch);
+      if (first >= blocks.size()) return;
+      CommitBatch batch;
+      for (size_t i = first; i < std::min(blocks.size(), first + per_batch);
+           ++i) {
+        const auto& [name, pending] = blocks[i];
+        Result<SealedBlock> sealed =
+            sealer_->Seal(BlockKind::kData, *name, *pending->plain);
+        if (!sealed.ok()) {
+          std::lock_guard lock(failure_mu);
+          failure = sealed.status();
+          return;
+        }
+        pending->tag = sealed->tag;
+        batch.puts.emplace_back(*name, std::move(sealed->bytes));
+      }
+      if (Status s = store_->Commit(batch); !s.ok()) {
+        std::lock_guard lock(failure_mu);
+        failure = s;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < kUploadWorkers && i * per_batch < blocks.size(); ++i) {
+    helpers.emplace_back(worker);
+  }
+  worker();
+  for (auto& helper : helpers) helper.join();
+  EFS_RETURN_IF_ERROR(failure);
+  for (const auto& [name, pending] : blocks) {
+    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(pending->file, pending->index),
+                                  BlockPtr{*name, pending->tag}.Encode()));
+  }
+  return Status::Ok();
+}
+
+Status Volume::UploadBlocks(
+    std::vector<std::pair<std::string, std::string>>& blocks) {
+  CommitBatch batch;
+  size_t bytes = 0;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    bytes += blocks[i].first.size() + blocks[i].second.size();
+    batch.puts.push_back(std::move(blocks[i]));
+    const bool last = i + 1 == blocks.size();
+    if (last || batch.puts.size() == kMaxBatchKeys ||
+        bytes >= kUploadBatchBytes) {
+      EFS_RETURN_IF_ERROR(store_->Commit(batch));
+      batch.puts.clear();
+      bytes = 0;
+    }
+  }
+  return Status::Ok();
+}
+
+void Volume::DeleteBestEffort(std::vector<std::string> names,
+                              std::string_view what) {
+  for (size_t i = 0; i < names.size(); i += kMaxBatchKeys) {
+    CommitBatch batch;
+    batch.deletes.assign(
+        std::make_move_iterator(names.begin() + i),
+        std::make_move_iterator(names.begin() +
+                                std::min(names.size(), i + kMaxBatchKeys)));
+    Status s = store_->Commit(batch);
+    if (!s.ok()) {
+      spdlog::warn("volume: {} {} left for garbage collection: {}",
+                   names.size() - i, what, s.ToString());
+      return;
+    }
+  }
+}
+
+void Volume::WakeUploaderLocked() {
+  {
+    std::lock_guard lock(upload_mu_);
+    upload_wanted_ = true;
+  }
+  upload_cv_.notify_one();
+}
+
+void Volume::UploaderLoop() {
+  std::unique_lock lock(upload_mu_);
+  while (true) {
+    upload_cv_.wait(lock,
+                    [this] { return upload_stopping_ || upload_wanted_; });
+    if (upload_stopping_) return;
+    upload_wanted_ = false;
+    upload_running_ = true;
+    lock.unlock();
+    bool more = true;
+    while (more) {
+      // A waiting commit goes first; it takes the pending blocks itself.
+      {
+        std::lock_guard gate(gate_mu_);
+        if (committers_ > 0) break;
+      }
+      more = UploadOnce();
+    }
+    lock.lock();
+    upload_running_ = false;
+    upload_cv_.notify_all();
+  }
+}
+
+void Volume::WaitForUploads() {
+  std::unique_lock lock(upload_mu_);
+  upload_cv_.wait(lock, [this] { return !upload_running_; });
+}
+
+bool Volume::UploadOnce() {
+  std::vector<std::pair<std::string, PendingData>> batch;
+  {
+    std::unique_lock lock(mu_);
+    const size_t low_water = options_.write_behind_bytes / 2 / block_size();
+    if (!failed_.ok() || pending_.size() <= low_water) return false;
+    std::vector<std::map<std::string, PendingData>::iterator> oldest;
+    oldest.reserve(pending_.size());
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      oldest.push_back(it);
+    }
+    const size_t take =
+        std::min({pending_.size() - low_water, oldest.size(),
+                  std::max<size_t>(1, kUploadBatchBytes / block_size())});
+    std::nth_element(oldest.begin(), oldest.begin() + (take - 1), oldest.end(),
+                     [](const auto& a, const auto& b) {
+                       return a->second.written < b->second.written;
+                     });
+    for (size_t i = 0; i < take; ++i) {
+      auto node = pending_.extract(oldest[i]);
+      batch.emplace_back(node.key(), node.mapped());  // shares the plaintext
+      uploading_.insert(std::move(node));
+    }
+  }
+  // The plaintexts are not written while uploading (writers copy them to a
+  // new pending block), so they are sealed without the lock.
+  CommitBatch put;
+  Status stored;
+  for (auto& [name, block] : batch) {
+    Result<SealedBlock> sealed =
+        sealer_->Seal(BlockKind::kData, name, *block.plain);
+    if (!sealed.ok()) {
+      stored = sealed.status();
+      break;
+    }
+    block.tag = sealed->tag;
+    put.puts.emplace_back(name, std::move(sealed->bytes));
+  }
+  if (stored.ok()) stored = store_->Commit(put);
+  std::vector<std::string> superseded;
+  {
+    std::unique_lock lock(mu_);
+    for (auto& [name, block] : batch) {
+      auto node = uploading_.extract(name);
+      if (node.empty()) {
+        superseded.push_back(name);  // retired or reclaimed meanwhile
+      } else if (!stored.ok()) {
+        pending_.insert(std::move(node));  // the next commit sends it
+      } else {
+        const BlockPtr ptr{name, block.tag};
+        Status indexed =
+            tree_.Put(ExtentKey(block.file, block.index), ptr.Encode());
+        if (!indexed.ok()) {
+          pending_.insert(std::move(node));
+          continue;
+        }
+        cache_.PutData(ptr, std::move(block.plain));
+        uploaded_.push_back(name);
+      }
+    }
+  }
+  if (!stored.ok()) {
+    spdlog::warn(
+        "volume: write-behind upload failed, the commit will retry: {}",
+        stored.ToString());
+    return false;
+  }
+  if (!superseded.empty()) {
+    DeleteBestEffort(std::move(superseded),
+                     "blocks superseded while uploading");
+  }
+  return true;
+}
+
+Status Volume::ReclaimUploadingLocked() {
+  while (!uploading_.empty()) {
+    auto node = uploading_.extract(uploading_.begin());
+    PendingData& block = node.mapped();
+    std::string name = sealer_->NewBlockName();
+    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(block.file, block.index),
+                                  BlockPtr{name, Tag{}}.Encode()));
+    pending_.emplace(std::move(name),
+                     PendingData{block.file, block.index,
+                                 std::make_shared<std::string>(*block.plain),
+                                 Tag{}, block.written});
+  }
+  return Status::Ok();
+}
+
+}  // namespace enclavefs
