@@ -6,9 +6,9 @@
 #include <limits>
 #include <set>
 
+#include "blockstore/units.h"
 #include "enclave-mount/commands.h"
 #include "enclave-mount/fsck.h"
-#include "blockstore/units.h"
 #include "fs/crypto.h"
 #include "fs/filesystem.h"
 

@@ -88,6 +88,11 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
                    "take)")
       ->capture_default_str();
   s.mount
+      ->add_option("--write-behind", o.write_behind,
+                   "buffered data past which blocks are stored ahead of the "
+                   "commit (0: off)")
+      ->capture_default_str();
+  s.mount
       ->add_option("--commit-interval", o.commit_interval,
                    "commit buffered changes this often (0: only on fsync "
                    "and when the buffer fills)")

@@ -46,6 +46,7 @@ struct CliOptions {
   std::string mountpoint;
   std::string cache_size = "auto";
   std::string dirty_limit = "256MiB";
+  std::string write_behind = "32MiB";
   std::string commit_interval = "5s";
   bool foreground = false;
   std::vector<std::string> fuse_options;  // each -o value

@@ -141,6 +141,11 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
                  HumanSize(kMaxDirtyLimit));
   }
   plan->volume.dirty_limit_bytes = *dirty;
+  Result<uint64_t> write_behind = o.write_behind == "0"
+                                      ? Result<uint64_t>(uint64_t{0})
+                                      : ParseSize(o.write_behind);
+  if (!write_behind.ok()) return Usage(write_behind.status().message());
+  plan->volume.write_behind_bytes = *write_behind;
   Result<std::chrono::milliseconds> interval = ParseDuration(o.commit_interval);
   if (!interval.ok()) return Usage(interval.status().message());
   plan->volume.commit_interval = *interval;
