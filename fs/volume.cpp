@@ -393,11 +393,24 @@ Status Volume::WriteData(uint64_t file, uint64_t index,
   return MaybeCommitLocked();
 }
 
+void Volume::CacheStoredBlock(uint64_t file, uint64_t index) {
+  std::shared_lock lock(mu_);
+  Result<std::optional<std::string>> value = tree_.Get(ExtentKey(file, index));
+  if (!value.ok() || !*value) return;
+  Result<BlockPtr> ptr = BlockPtr::Decode(**value);
+  if (!ptr.ok() || pending_.contains(ptr->name) ||
+      uploading_.contains(ptr->name) || cache_.Contains(*ptr)) {
+    return;
+  }
+  (void)LoadData(*ptr, file, index);  // errors resurface under the lock
+}
+
 Status Volume::PatchData(uint64_t file, uint64_t index, size_t offset,
                          std::string_view bytes) {
   if (offset > block_size() || bytes.size() > block_size() - offset) {
     return Status::InvalidArgument("write past the end of a data block");
   }
+  CacheStoredBlock(file, index);
   std::unique_lock lock(mu_);
   EFS_RETURN_IF_ERROR(CheckWritable());
   EFS_ASSIGN_OR_RETURN(std::string * plain,

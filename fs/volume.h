@@ -248,6 +248,10 @@ class Volume : private NodeLoader {
   void DeleteBestEffort(std::vector<std::string> names, std::string_view what);
   size_t DirtyBytesLocked() const;
   void Retire(const std::string& name);
+  // Brings stored block (file, index) into the cache under a shared lock,
+  // so that a read-modify-write does not wait for the host while holding
+  // mu_ exclusively (and other files' writers and all readers wait).
+  void CacheStoredBlock(uint64_t file, uint64_t index);
   // The pending plaintext of block (file, index), made pending (under a new
   // name, with the stored contents if `keep_contents`) if it is not yet.
   // REQUIRES mu_ exclusive.

@@ -253,6 +253,24 @@ TEST(
   EXPECT_TRUE(env.DataKeys().empty());
 }
 
+TEST(VolumeTest,
+     givenStoredUncachedBlock_whenPatched_thenFetchedOnceAndMerged) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    ASSERT_TRUE(volume->WriteData(3, 0, Block('s')).ok());
+    ASSERT_TRUE(volume->Commit(false).ok());
+  }
+  auto volume = env.MustOpen();                    // cold cache
+  ASSERT_TRUE(volume->ListData(3, 0, 1, 1).ok());  // tree nodes only
+  env.store().ResetCounters();
+  ASSERT_TRUE(volume->PatchData(3, 0, 1, "patched").ok());
+  EXPECT_EQ(env.store().get_batch_sizes(), std::vector<size_t>{1});
+  std::string expected = Block('s');
+  expected.replace(1, 7, "patched");
+  EXPECT_EQ(MustRead(*volume, 3, 0), expected);
+}
+
 TEST(VolumeTest, givenPatchPastBlockEnd_whenWritten_thenInvalidArgument) {
   VolumeEnv env;
   auto volume = env.MustOpen();
