@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
-#include <iterator>
 #include <limits>
 #include <unordered_set>
 
@@ -398,10 +397,7 @@ void Volume::CacheStoredBlock(uint64_t file, uint64_t index) {
   Result<std::optional<std::string>> value = tree_.Get(ExtentKey(file, index));
   if (!value.ok() || !*value) return;
   Result<BlockPtr> ptr = BlockPtr::Decode(**value);
-  if (!ptr.ok() || pending_.contains(ptr->name) ||
-      uploading_.contains(ptr->name) || cache_.Contains(*ptr)) {
-    return;
-  }
+  if (!ptr.ok() || UnsealedLocked(ptr->name) || cache_.Contains(*ptr)) return;
   (void)LoadData(*ptr, file, index);  // errors resurface under the lock
 }
 
@@ -459,12 +455,9 @@ Result<std::vector<uint64_t>> Volume::ListData(uint64_t file,
 Result<std::optional<std::string>> Volume::ReadData(uint64_t file,
                                                     uint64_t index) {
   std::shared_lock lock(mu_);
-  EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
-                       tree_.Get(ExtentKey(file, index)));
-  if (!value) return std::optional<std::string>();
-  EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
   EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
-                       LoadData(ptr, file, index));
+                       LoadExtentLocked(file, index));
+  if (!data) return std::optional<std::string>();
   return std::optional<std::string>(*data);
 }
 
@@ -472,13 +465,10 @@ Status Volume::AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
                           std::string& out) {
   assert(lo <= hi && hi <= block_size());
   std::shared_lock lock(mu_);
-  EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
-                       tree_.Get(ExtentKey(file, index)));
+  EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
+                       LoadExtentLocked(file, index));
   size_t copy_end = lo;
-  if (value) {
-    EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
-    EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
-                         LoadData(ptr, file, index));
+  if (data) {
     copy_end = std::min(hi, std::max(data->size(), lo));
     out.append(*data, lo, copy_end - lo);
   }
@@ -486,15 +476,30 @@ Status Volume::AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
   return Status::Ok();
 }
 
+Result<std::shared_ptr<const std::string>> Volume::LoadExtentLocked(
+    uint64_t file, uint64_t index) {
+  EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                       tree_.Get(ExtentKey(file, index)));
+  if (!value) return std::shared_ptr<const std::string>();
+  EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
+  return LoadData(ptr, file, index);
+}
+
+const Volume::PendingData* Volume::UnsealedLocked(
+    const std::string& name) const {
+  if (auto it = pending_.find(name); it != pending_.end()) return &it->second;
+  if (auto it = uploading_.find(name); it != uploading_.end()) {
+    return &it->second;
+  }
+  return nullptr;
+}
+
 Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
                                                             uint64_t file,
                                                             uint64_t index) {
   ReadAheadLocked(file, index);
-  if (auto it = pending_.find(ptr.name); it != pending_.end()) {
-    return std::shared_ptr<const std::string>(it->second.plain);
-  }
-  if (auto it = uploading_.find(ptr.name); it != uploading_.end()) {
-    return std::shared_ptr<const std::string>(it->second.plain);
+  if (const PendingData* unsealed = UnsealedLocked(ptr.name)) {
+    return std::shared_ptr<const std::string>(unsealed->plain);
   }
   if (auto cached = cache_.GetData(ptr)) return cached;
   if (read_ahead_) {
@@ -535,10 +540,7 @@ void Volume::ReadAheadLocked(uint64_t file, uint64_t index) {
   for (const auto& [key, value] : *extents) {
     Result<BlockPtr> next = BlockPtr::Decode(value);
     if (!next.ok()) return;
-    if (pending_.contains(next->name) || uploading_.contains(next->name) ||
-        cache_.Contains(*next)) {
-      continue;
-    }
+    if (UnsealedLocked(next->name) || cache_.Contains(*next)) continue;
     batch.push_back(std::move(*next));
     if (batch.size() == kReadAheadBatch) {
       read_ahead_->Schedule(std::move(batch));

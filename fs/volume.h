@@ -49,6 +49,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -261,6 +262,10 @@ class Volume : private NodeLoader {
   // the sealed tag. The blocks stay pending (readable) until the commit
   // lands. REQUIRES mu_ exclusive.
   Status UploadPendingLocked();
+  // Seals `blocks` (recording each tag) and stores them in one batch. Needs
+  // no lock as long as nobody writes the plaintexts meanwhile.
+  Status SealAndStore(
+      std::span<const std::pair<const std::string*, PendingData*>> blocks);
   // Write-behind (volume_upload.cpp). The uploader thread runs UploadOnce
   // while pending data is over options_.write_behind_bytes.
   void UploaderLoop();
@@ -276,6 +281,13 @@ class Volume : private NodeLoader {
   // REQUIRES mu_ exclusive.
   Status ReclaimUploadingLocked();
   void WakeUploaderLocked();
+  // The plaintext of block (file, index); nullptr for a hole. REQUIRES mu_
+  // held.
+  Result<std::shared_ptr<const std::string>> LoadExtentLocked(uint64_t file,
+                                                              uint64_t index);
+  // The pending or uploading block `name`, or nullptr if it is sealed
+  // (stored, or never written). REQUIRES mu_ held.
+  const PendingData* UnsealedLocked(const std::string& name) const;
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
                                                       uint64_t index);

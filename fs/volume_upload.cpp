@@ -36,21 +36,9 @@ Status Volume::UploadPendingLocked() {
     while (true) {
       const size_t first = next.fetch_add(per_batch);
       if (first >= blocks.size()) return;
-      CommitBatch batch;
-      for (size_t i = first; i < std::min(blocks.size(), first + per_batch);
-           ++i) {
-        const auto& [name, pending] = blocks[i];
-        Result<SealedBlock> sealed =
-            sealer_->Seal(BlockKind::kData, *name, *pending->plain);
-        if (!sealed.ok()) {
-          std::lock_guard lock(failure_mu);
-          failure = sealed.status();
-          return;
-        }
-        pending->tag = sealed->tag;
-        batch.puts.emplace_back(*name, std::move(sealed->bytes));
-      }
-      if (Status s = store_->Commit(batch); !s.ok()) {
+      const size_t end = std::min(blocks.size(), first + per_batch);
+      Status s = SealAndStore(std::span(blocks).subspan(first, end - first));
+      if (!s.ok()) {
         std::lock_guard lock(failure_mu);
         failure = s;
         return;
@@ -69,6 +57,19 @@ Status Volume::UploadPendingLocked() {
                                   BlockPtr{*name, pending->tag}.Encode()));
   }
   return Status::Ok();
+}
+
+Status Volume::SealAndStore(
+    std::span<const std::pair<const std::string*, PendingData*>> blocks) {
+  CommitBatch batch;
+  batch.puts.reserve(blocks.size());
+  for (const auto& [name, block] : blocks) {
+    EFS_ASSIGN_OR_RETURN(SealedBlock sealed,
+                         sealer_->Seal(BlockKind::kData, *name, *block->plain));
+    block->tag = sealed.tag;
+    batch.puts.emplace_back(*name, std::move(sealed.bytes));
+  }
+  return store_->Commit(batch);
 }
 
 Status Volume::UploadBlocks(
@@ -169,19 +170,10 @@ bool Volume::UploadOnce() {
   }
   // The plaintexts are not written while uploading (writers copy them to a
   // new pending block), so they are sealed without the lock.
-  CommitBatch put;
-  Status stored;
-  for (auto& [name, block] : batch) {
-    Result<SealedBlock> sealed =
-        sealer_->Seal(BlockKind::kData, name, *block.plain);
-    if (!sealed.ok()) {
-      stored = sealed.status();
-      break;
-    }
-    block.tag = sealed->tag;
-    put.puts.emplace_back(name, std::move(sealed->bytes));
-  }
-  if (stored.ok()) stored = store_->Commit(put);
+  std::vector<std::pair<const std::string*, PendingData*>> refs;
+  refs.reserve(batch.size());
+  for (auto& [name, block] : batch) refs.emplace_back(&name, &block);
+  const Status stored = SealAndStore(refs);
   std::vector<std::string> superseded;
   {
     std::unique_lock lock(mu_);
