@@ -177,19 +177,32 @@ bool Eventually(const std::function<bool()>& done) {
   return done();
 }
 
+// Write-behind at four 4 KiB blocks: storing starts after the fourth
+// pending block and goes down to two.
+VolumeOptions SmallWriteBehind() {
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 4 * 4096;
+  return options;
+}
+
+// Writes blocks 0..19 of file 7 (block i filled by fill(i)), then waits until
+// the uploader has stored all but the two it keeps pending.
+void WriteTwentyBlocksAndAwaitUpload(
+    VolumeEnv& env, Volume& volume, const std::function<char(uint64_t)>& fill) {
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(volume.WriteData(7, i, Block(fill(i))).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+}
+
 TEST(VolumeTest,
      givenWriteBehind_whenPendingDataPassesIt_thenBlocksReachHostBeforeCommit) {
   VolumeEnv env;
-  VolumeOptions options = ManualOptions();
-  options.write_behind_bytes = 4 * 4096;
-  auto volume = env.MustOpen(options);
+  auto volume = env.MustOpen(SmallWriteBehind());
   const uint64_t generation = volume->generation();
-  for (uint64_t i = 0; i < 20; ++i) {
-    ASSERT_TRUE(
-        volume->WriteData(7, i, Block(static_cast<char>('a' + i))).ok());
-  }
   // Stored down to half the threshold, without a commit.
-  EXPECT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+  WriteTwentyBlocksAndAwaitUpload(
+      env, *volume, [](uint64_t i) { return static_cast<char>('a' + i); });
   EXPECT_EQ(volume->generation(), generation);
   for (uint64_t i = 0; i < 20; ++i) {
     EXPECT_EQ(MustRead(*volume, 7, i), Block(static_cast<char>('a' + i)));
@@ -205,13 +218,8 @@ TEST(VolumeTest,
 TEST(VolumeTest,
      givenUploadedBlocksRewritten_whenCommitted_thenHostHoldsOnlyLiveBlocks) {
   VolumeEnv env;
-  VolumeOptions options = ManualOptions();
-  options.write_behind_bytes = 4 * 4096;
-  auto volume = env.MustOpen(options);
-  for (uint64_t i = 0; i < 20; ++i) {
-    ASSERT_TRUE(volume->WriteData(7, i, Block('x')).ok());
-  }
-  ASSERT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+  auto volume = env.MustOpen(SmallWriteBehind());
+  WriteTwentyBlocksAndAwaitUpload(env, *volume, [](uint64_t) { return 'x'; });
   for (uint64_t i = 0; i < 20; ++i) {
     ASSERT_TRUE(volume->PatchData(7, i, 100, "new").ok());
   }
@@ -235,14 +243,9 @@ TEST(
     VolumeTest,
     givenUploadedBlocksAndNoCommit_whenReopened_thenOldStateAndGarbageIsCollected) {
   VolumeEnv env;
-  VolumeOptions options = ManualOptions();
-  options.write_behind_bytes = 4 * 4096;
   {
-    auto volume = env.MustOpen(options);
-    for (uint64_t i = 0; i < 20; ++i) {
-      ASSERT_TRUE(volume->WriteData(7, i, Block('y')).ok());
-    }
-    ASSERT_TRUE(Eventually([&] { return env.DataKeys().size() >= 18; }));
+    auto volume = env.MustOpen(SmallWriteBehind());
+    WriteTwentyBlocksAndAwaitUpload(env, *volume, [](uint64_t) { return 'y'; });
   }  // dropped without a commit: a crash
   auto volume = env.MustOpen(ManualOptions());
   EXPECT_EQ(volume->generation(), 1u);
