@@ -37,6 +37,12 @@ Status CheckXattrName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameSize) {
     return Status::OutOfRange("xattr name must be 1..255 bytes");
   }
+  // Without FUSE_CAP_POSIX_ACL the kernel passes ACLs through as plain
+  // xattrs; storing them would ignore them. EOPNOTSUPP makes cp -a, tar
+  // and friends fall back to chmod, so modes are kept.
+  if (name == "system.posix_acl_access" || name == "system.posix_acl_default") {
+    return Status::NotSupported("POSIX ACLs are not supported");
+  }
   return Status::Ok();
 }
 

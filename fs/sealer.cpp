@@ -19,6 +19,7 @@ constexpr size_t kSaltOffset = 8;
 constexpr size_t kCounterOffset = 24;
 constexpr std::string_view kSessionInfo = "enclavefs seal v1";
 constexpr size_t kNameSize = 16;
+constexpr size_t kNamePrefixSize = 8;  // then a u64 BE counter
 
 std::string_view KindName(BlockKind kind) {
   switch (kind) {
@@ -123,13 +124,19 @@ std::string SealerImpl::AssociatedData(BlockKind kind,
 
 std::string SealerImpl::NewBlockName() {
   Position pos = Next();
-  uint8_t input[kSaltSize + 8];
-  std::memcpy(input, pos.salt.data(), kSaltSize);
-  StoreLe(input + kSaltSize, pos.counter, 8);
+  // Session prefix, then the counter big-endian: names sort in creation
+  // order, so the host's RocksDB lays out a file written in one go as one
+  // run in its blob files and a cold sequential read becomes sequential I/O.
+  // The host sees the same order in the blocks' clear (salt, counter) and
+  // in their arrival, so this reveals nothing new (docs/format.md).
   std::string name(kNameSize, '\0');
-  crypto_generichash(reinterpret_cast<uint8_t*>(name.data()), name.size(),
-                     input, sizeof(input), context_->naming_key.data(),
-                     context_->naming_key.size());
+  auto* out = reinterpret_cast<uint8_t*>(name.data());
+  // BLAKE2b's shortest output is 16 bytes: hash, then keep the prefix.
+  crypto_generichash(out, kNameSize, pos.salt.data(), pos.salt.size(),
+                     context_->naming_key.data(), context_->naming_key.size());
+  for (size_t i = 0; i < kNameSize - kNamePrefixSize; ++i) {
+    out[kNameSize - 1 - i] = static_cast<uint8_t>(pos.counter >> (8 * i));
+  }
   return name;
 }
 

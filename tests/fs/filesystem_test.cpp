@@ -569,6 +569,22 @@ TEST_F(FilesystemTest, givenXattrs_whenSetGetListRemove_thenFlagsAndErrors) {
             StatusCode::kOutOfRange);
 }
 
+TEST_F(FilesystemTest, givenPosixAclXattrs_whenSetGetRemove_thenNotSupported) {
+  uint64_t ino = MakeFile(kRootInode, "x");
+  for (const char* name :
+       {"system.posix_acl_access", "system.posix_acl_default"}) {
+    EXPECT_EQ(fs().SetXattr(ino, name, "acl", 0).code(),
+              StatusCode::kNotSupported)
+        << name;
+    EXPECT_EQ(fs().GetXattr(ino, name).status().code(),
+              StatusCode::kNotSupported)
+        << name;
+    EXPECT_EQ(fs().RemoveXattr(ino, name).code(), StatusCode::kNotSupported)
+        << name;
+  }
+  EXPECT_TRUE(fs().ListXattr(ino).value().empty());
+}
+
 TEST_F(FilesystemTest, givenSetAttr_whenChmodChownUtimens_thenNanosecondsKept) {
   uint64_t ino = MakeFile(kRootInode, "attrs");
   SetAttrRequest req;

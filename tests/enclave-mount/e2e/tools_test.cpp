@@ -66,6 +66,31 @@ TEST_F(ToolsTest,
   EXPECT_EQ(compare.exit_code, 0) << compare.output;
 }
 
+TEST_F(ToolsTest, givenFilesWithModes_whenCpDashA_thenModesAndTimesAreKept) {
+  // cp -a sets modes through a POSIX ACL xattr first and falls back to chmod
+  // only when the filesystem refuses ACLs.
+  CommandResult made = Shell(
+      "set -e; mkdir -p src/d; echo a > src/f644; echo b > src/f600;"
+      "echo c > src/d/f755; chmod 0644 src/f644; chmod 0600 src/f600;"
+      "chmod 0755 src/d/f755; chmod 0750 src/d;"
+      "touch -d '2001-02-03 04:05:06' src/f644",
+      volume_.dir());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  CommandResult copied =
+      RunCommand({"cp", "-a", volume_.dir() + "/src", P("copy")});
+  ASSERT_EQ(copied.exit_code, 0) << copied.output;
+  const std::string list = "cd \"$0\" && find . -printf '%p %m %T@\\n' | sort";
+  CommandResult expected =
+      RunCommand({"sh", "-c", list, volume_.dir() + "/src"});
+  Remount();
+  CommandResult actual = RunCommand({"sh", "-c", list, P("copy")});
+  ASSERT_EQ(expected.exit_code, 0) << expected.output;
+  ASSERT_EQ(actual.exit_code, 0) << actual.output;
+  EXPECT_NE(expected.output.find("./f600 600 "), std::string::npos)
+      << expected.output;
+  EXPECT_EQ(actual.output, expected.output);
+}
+
 TEST_F(ToolsTest, givenGitRepository_whenCommittingInMount_thenGitFsckIsClean) {
   const std::string repo = P("repo");
   ASSERT_EQ(mkdir(repo.c_str(), 0755), 0);
