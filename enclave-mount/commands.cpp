@@ -99,6 +99,9 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
       ->capture_default_str();
   s.mount->add_flag("--foreground,-f", o.foreground,
                     "stay attached; log to stderr");
+  s.mount->add_flag("--xattrs", o.xattrs,
+                    "support extended attributes (costs every write(2) an "
+                    "extra FUSE round trip; see docs/usage.md)");
   s.mount->add_option("-o", o.fuse_options,
                       "FUSE mount options, e.g. allow_other");
   CLI::Option* anchor_file =

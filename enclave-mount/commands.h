@@ -49,6 +49,7 @@ struct CliOptions {
   std::string write_behind = "32MiB";
   std::string commit_interval = "5s";
   bool foreground = false;
+  bool xattrs = false;
   std::vector<std::string> fuse_options;  // each -o value
   std::string anchor_file;
   std::string anchor_command;

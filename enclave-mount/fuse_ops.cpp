@@ -433,7 +433,7 @@ void OnRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   ReplyStatus(req, FsOf(req).RemoveXattr(ino, name));
 }
 
-fuse_lowlevel_ops MakeOps() {
+fuse_lowlevel_ops MakeOps(bool xattrs) {
   fuse_lowlevel_ops ops{};
   ops.init = OnInit;
   ops.destroy = OnDestroy;
@@ -462,10 +462,12 @@ fuse_lowlevel_ops MakeOps() {
   ops.releasedir = OnReleasedir;
   ops.fsyncdir = OnFsyncdir;
   ops.statfs = OnStatfs;
-  ops.setxattr = OnSetxattr;
-  ops.getxattr = OnGetxattr;
-  ops.listxattr = OnListxattr;
-  ops.removexattr = OnRemovexattr;
+  if (xattrs) {
+    ops.setxattr = OnSetxattr;
+    ops.getxattr = OnGetxattr;
+    ops.listxattr = OnListxattr;
+    ops.removexattr = OnRemovexattr;
+  }
   ops.create = OnCreate;
   ops.fallocate = OnFallocate;
   return ops;
@@ -499,9 +501,11 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
   std::vector<char*> argv;
   for (std::string& arg : argv_text) argv.push_back(arg.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  static const fuse_lowlevel_ops kOps = MakeOps();
+  static const fuse_lowlevel_ops kOps = MakeOps(false);
+  static const fuse_lowlevel_ops kOpsWithXattrs = MakeOps(true);
+  const fuse_lowlevel_ops& ops = options.xattrs ? kOpsWithXattrs : kOps;
   fuse_session* session =
-      fuse_session_new(&args, &kOps, sizeof(kOps), state.get());
+      fuse_session_new(&args, &ops, sizeof(ops), state.get());
   fuse_opt_free_args(&args);
   if (session == nullptr) {
     return Status::InvalidArgument("invalid mount options: " + option_text);

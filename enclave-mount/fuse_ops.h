@@ -35,6 +35,10 @@ struct FuseMountOptions {
   std::string mountpoint;
   std::string volume;                      // shown as fsname=enclavefs:VOLUME
   std::vector<std::string> extra_options;  // user -o options, e.g. allow_other
+  // false: the xattr handlers are not registered, so the kernel answers
+  // ENOTSUP itself. With them, the kernel asks for security.capability on
+  // every write(2) (libfuse 3.14 cannot negotiate HANDLE_KILLPRIV_V2).
+  bool xattrs = false;
   std::chrono::seconds cache_timeout{3600};
   unsigned max_idle_threads = 10;
   unsigned max_threads = 16;

@@ -158,6 +158,7 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->fuse.mountpoint = plan->mountpoint;
   plan->fuse.volume = o.target.volume;
   plan->fuse.extra_options = o.fuse_options;
+  plan->fuse.xattrs = o.xattrs;
 
   const std::string run_dir = RunDirectory();
   stdfs::create_directories(run_dir, ec);

@@ -206,7 +206,29 @@ TEST_F(NamespaceTest,
   EXPECT_EQ(Errno(chmod(P("missing").c_str(), 0644)), ENOENT);
 }
 
-TEST_F(NamespaceTest, givenXattrs_whenSetGetListRemove_thenBehaveLikeLinux) {
+TEST_F(NamespaceTest, givenDefaultMount_whenUsingXattrs_thenNotSupported) {
+  ASSERT_TRUE(WriteFileSynced(P("f"), "x"));
+  const std::string f = P("f");
+  char buf[64] = {};
+  EXPECT_EQ(Errno(setxattr(f.c_str(), "user.colour", "blue", 4, 0)),
+            EOPNOTSUPP);
+  EXPECT_EQ(Errno(getxattr(f.c_str(), "user.colour", buf, sizeof(buf))),
+            EOPNOTSUPP);
+  EXPECT_EQ(Errno(listxattr(f.c_str(), buf, sizeof(buf))), EOPNOTSUPP);
+  EXPECT_EQ(Errno(removexattr(f.c_str(), "user.colour")), EOPNOTSUPP);
+  // Writes still work: the kernel no longer asks for security.capability.
+  ASSERT_TRUE(WriteFileSynced(f, "after"));
+  EXPECT_EQ(ReadFile(f), "after");
+}
+
+class XattrTest : public MountedVolumeTest {
+ protected:
+  std::vector<std::string> MountArguments() const override {
+    return {"--xattrs"};
+  }
+};
+
+TEST_F(XattrTest, givenXattrs_whenSetGetListRemove_thenBehaveLikeLinux) {
   ASSERT_TRUE(WriteFileSynced(P("f"), "x"));
   const std::string f = P("f");
   ASSERT_EQ(setxattr(f.c_str(), "user.colour", "blue", 4, 0), 0)

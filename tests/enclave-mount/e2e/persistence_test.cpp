@@ -13,7 +13,12 @@
 namespace enclavefs::e2e {
 namespace {
 
-using PersistenceTest = MountedVolumeTest;
+class PersistenceTest : public MountedVolumeTest {
+ protected:
+  std::vector<std::string> MountArguments() const override {
+    return {"--xattrs"};
+  }
+};
 
 TEST_F(PersistenceTest,
        givenTree_whenUnmountedAndRemounted_thenAllOfItSurvives) {

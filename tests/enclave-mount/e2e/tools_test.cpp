@@ -66,9 +66,19 @@ TEST_F(ToolsTest,
   EXPECT_EQ(compare.exit_code, 0) << compare.output;
 }
 
-TEST_F(ToolsTest, givenFilesWithModes_whenCpDashA_thenModesAndTimesAreKept) {
+// Parameter: mounted with --xattrs.
+class CpTest : public MountedVolumeTest,
+               public ::testing::WithParamInterface<bool> {
+ protected:
+  std::vector<std::string> MountArguments() const override {
+    if (GetParam()) return {"--xattrs"};
+    return {};
+  }
+};
+
+TEST_P(CpTest, givenFilesWithModes_whenCpDashA_thenModesAndTimesAreKept) {
   // cp -a sets modes through a POSIX ACL xattr first and falls back to chmod
-  // only when the filesystem refuses ACLs.
+  // only when the filesystem refuses ACLs (or all xattrs).
   CommandResult made = Shell(
       "set -e; mkdir -p src/d; echo a > src/f644; echo b > src/f600;"
       "echo c > src/d/f755; chmod 0644 src/f644; chmod 0600 src/f600;"
@@ -90,6 +100,11 @@ TEST_F(ToolsTest, givenFilesWithModes_whenCpDashA_thenModesAndTimesAreKept) {
       << expected.output;
   EXPECT_EQ(actual.output, expected.output);
 }
+
+INSTANTIATE_TEST_SUITE_P(WithAndWithoutXattrs, CpTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "Xattrs" : "NoXattrs";
+                         });
 
 TEST_F(ToolsTest, givenGitRepository_whenCommittingInMount_thenGitFsckIsClean) {
   const std::string repo = P("repo");
