@@ -1,6 +1,7 @@
 #include "blockstore/protocol.h"
 
 #include <cstring>
+#include <span>
 
 namespace enclavefs::protocol {
 namespace {
@@ -27,8 +28,9 @@ class Writer {
   void U64(uint64_t v) { Le(v, 8); }
   void Str(std::string_view s) {
     U32(static_cast<uint32_t>(s.size()));
-    out_.append(s);
+    Bytes(s);
   }
+  void Bytes(std::string_view s) { out_.append(s); }
   size_t size() const { return out_.size(); }
   std::string Take() && { return std::move(out_); }
 
@@ -67,6 +69,14 @@ class Reader {
     std::string s(in_.substr(pos_, size));
     pos_ += size;
     return s;
+  }
+
+  // Exactly `out.size()` raw bytes, no length prefix.
+  Status Bytes(std::string_view field, std::span<uint8_t> out) {
+    if (out.size() > remaining()) return Error(field, "truncated");
+    std::memcpy(out.data(), in_.data() + pos_, out.size());
+    pos_ += out.size();
+    return Status::Ok();
   }
 
   Result<std::string> Key(std::string_view field) {
@@ -256,12 +266,15 @@ std::string Encode(const OpenRequest& m) {
   w.Str(m.volume);
   w.Str(m.token);
   w.U32(m.takeover ? kOpenFlagTakeover : 0);
+  w.Bytes(std::string_view(reinterpret_cast<const char*>(m.client_id.data()),
+                           m.client_id.size()));
   return std::move(w).Take();
 }
 
 std::string Encode(const OpenResponse& m) {
   Writer w;
   w.U64(m.epoch);
+  w.U64(m.holder_since);
   return std::move(w).Take();
 }
 
@@ -399,6 +412,12 @@ Result<OpenRequest> DecodeOpenRequest(std::string_view payload) {
       return Reader::Error("flags", "unknown bits set");
     }
     m.takeover = (flags & kOpenFlagTakeover) != 0;
+    EFS_RETURN_IF_ERROR(r.Bytes("client_id", m.client_id));
+    // An all-zero id is what a client that forgot to draw one sends; two
+    // such clients would pass for one and defeat the resume check.
+    if (m.client_id == ClientId{}) {
+      return Reader::Error("client_id", "must not be all zero");
+    }
     return m;
   });
 }
@@ -408,6 +427,10 @@ Result<OpenResponse> DecodeOpenResponse(std::string_view payload) {
       payload, [](Reader& r) -> Result<OpenResponse> {
         OpenResponse m;
         EFS_ASSIGN_OR_RETURN(m.epoch, r.U64("epoch"));
+        EFS_ASSIGN_OR_RETURN(m.holder_since, r.U64("holder_since"));
+        if (m.holder_since < 1 || m.holder_since > m.epoch) {
+          return Reader::Error("holder_since", "must be 1..epoch");
+        }
         return m;
       });
 }

@@ -1,4 +1,4 @@
-// The enclavefs-host wire protocol, version 1: frame and message codecs.
+// The enclavefs-host wire protocol, version 2: frame and message codecs.
 //
 // docs/protocol.md is the normative description; this header is its code.
 // Every frame is a fixed 24-byte header followed by `payload_size` bytes.
@@ -24,7 +24,7 @@
 namespace enclavefs::protocol {
 
 inline constexpr uint32_t kMagic = 0x31534645;  // bytes "EFS1"
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;
 inline constexpr size_t kFrameHeaderSize = 24;
 // Hard limits. A frame or request over a limit is a protocol error.
 inline constexpr uint32_t kMaxPayloadSize = 64u << 20;  // 64 MiB
@@ -33,6 +33,7 @@ inline constexpr uint32_t kMaxInFlight = 64;  // per connection
 inline constexpr size_t kMaxVolumeNameSize = 64;
 inline constexpr size_t kMaxTokenSize = 256;
 inline constexpr size_t kMinTokenSize = 16;
+inline constexpr size_t kClientIdSize = 16;
 
 enum class Opcode : uint16_t {
   kOpen = 1,
@@ -80,14 +81,23 @@ Status ValidateVolumeName(std::string_view name);
 
 // ---- Messages. Encode never fails; Decode validates everything. ----
 
+// Drawn at random once per client (RemoteBlockStore) and sent in every OPEN,
+// so the host can tell a client which leases it granted to that client.
+using ClientId = std::array<uint8_t, kClientIdSize>;
+
 struct OpenRequest {
   std::string volume;
   std::string token;  // kMinTokenSize..kMaxTokenSize bytes
   bool takeover = false;
+  ClientId client_id{};  // must not be all zero (an id nobody drew)
   bool operator==(const OpenRequest&) const = default;
 };
 struct OpenResponse {
   uint64_t epoch = 0;  // fencing epoch of the lease just granted
+  // The first epoch of the unbroken run of leases granted to this client id
+  // that ends with `epoch` (1 <= holder_since <= epoch): every epoch in
+  // holder_since..epoch went to this client. docs/protocol.md, "Resuming".
+  uint64_t holder_since = 0;
   bool operator==(const OpenResponse&) const = default;
 };
 

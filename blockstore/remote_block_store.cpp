@@ -1,5 +1,6 @@
 #include "blockstore/remote_block_store.h"
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -45,7 +46,7 @@ bool IsRetryableOpenError(const Status& status) {
 
 struct OpenedSession {
   std::shared_ptr<RpcClient> client;
-  uint64_t epoch = 0;
+  protocol::OpenResponse granted;
 };
 
 Result<std::unique_ptr<RpcClient>> ConnectClient(
@@ -80,12 +81,15 @@ Result<std::string> CallWithin(RpcClient& client, protocol::Opcode op,
 }
 
 // Connects and sends OPEN, all within `timeout`.
-Result<OpenedSession> OpenSession(const RemoteOptions& options, bool takeover,
+Result<OpenedSession> OpenSession(const RemoteOptions& options,
+                                  const protocol::ClientId& client_id,
+                                  bool takeover,
                                   std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   EFS_ASSIGN_OR_RETURN(std::shared_ptr<RpcClient> client,
                        ConnectClient(options.address, timeout));
-  protocol::OpenRequest request{options.volume, options.token, takeover};
+  protocol::OpenRequest request{options.volume, options.token, takeover,
+                                client_id};
   Result<std::string> reply =
       CallWithin(*client, protocol::Opcode::kOpen, protocol::Encode(request),
                  RemainingUntil(deadline));
@@ -106,9 +110,22 @@ Result<OpenedSession> OpenSession(const RemoteOptions& options, bool takeover,
         return status.WithContext(context);
     }
   }
-  EFS_ASSIGN_OR_RETURN(protocol::OpenResponse opened,
+  EFS_ASSIGN_OR_RETURN(protocol::OpenResponse granted,
                        protocol::DecodeOpenResponse(*reply));
-  return OpenedSession{std::move(client), opened.epoch};
+  return OpenedSession{std::move(client), granted};
+}
+
+// Whether a re-open that granted `granted` may resume a lease at
+// `old_epoch`: only if nobody but us held the volume in between, i.e. every
+// epoch after old_epoch went to our client id. The host reports the run of
+// consecutive epochs granted to our id as holder_since..epoch, so that holds
+// iff holder_since <= old_epoch + 1. Usually epoch == old_epoch + 1; more
+// when the reply to an earlier re-open of ours was lost (that OPEN still
+// took an epoch). A check of only the previous holder would not do: another
+// client at old + 1, then our lost re-open at old + 2, would make us the
+// previous holder of old + 3 and hide the other client.
+bool ResumesLease(uint64_t old_epoch, const protocol::OpenResponse& granted) {
+  return granted.epoch > old_epoch && granted.holder_since <= old_epoch + 1;
 }
 
 Result<GetResult> DecodeValues(const Result<std::string>& reply,
@@ -205,23 +222,30 @@ class RemoteBlockStore::KeyLocks {
   bool closed_ = false;                   // GUARDED_BY(mu_)
 };
 
-RemoteBlockStore::RemoteBlockStore(RemoteOptions options)
-    : options_(std::move(options)), key_locks_(std::make_unique<KeyLocks>()) {}
+RemoteBlockStore::RemoteBlockStore(RemoteOptions options,
+                                   const protocol::ClientId& client_id)
+    : options_(std::move(options)),
+      client_id_(client_id),
+      key_locks_(std::make_unique<KeyLocks>()) {}
 
 RemoteBlockStore::~RemoteBlockStore() = default;
 
 Result<std::unique_ptr<RemoteBlockStore>> RemoteBlockStore::Open(
     RemoteOptions options) {
   EFS_RETURN_IF_ERROR(protocol::ValidateVolumeName(options.volume));
-  EFS_ASSIGN_OR_RETURN(
-      OpenedSession opened,
-      OpenSession(options, options.takeover, options.connect_timeout));
+  if (sodium_init() < 0) return Status::IOError("libsodium failed to start");
+  protocol::ClientId client_id;
+  // Never all zero in practice (2^-128); the host would refuse it.
+  randombytes_buf(client_id.data(), client_id.size());
+  EFS_ASSIGN_OR_RETURN(OpenedSession opened,
+                       OpenSession(options, client_id, options.takeover,
+                                   options.connect_timeout));
   std::unique_ptr<RemoteBlockStore> store(
-      new RemoteBlockStore(std::move(options)));
+      new RemoteBlockStore(std::move(options), client_id));
   store->session_ = Session{std::move(opened.client), 1};
-  store->epoch_ = opened.epoch;
+  store->epoch_ = opened.granted.epoch;
   spdlog::info("opened volume '{}' at {} (epoch {})", store->options_.volume,
-               store->options_.address.ToString(), opened.epoch);
+               store->options_.address.ToString(), store->epoch_);
   return store;
 }
 
@@ -252,25 +276,26 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
   Status last;
   for (int attempt = 1;; ++attempt) {
     Result<OpenedSession> opened = OpenSession(
-        options_, /*takeover=*/false,
+        options_, client_id_, /*takeover=*/false,
         std::min(options_.connect_timeout,
                  std::max(RemainingUntil(deadline), kMinAttemptTimeout)));
     if (opened.ok()) {
       std::lock_guard lock(mu_);
-      if (opened->epoch != old_epoch + 1) {
+      const protocol::OpenResponse& granted = opened->granted;
+      if (!ResumesLease(old_epoch, granted)) {
         // Someone else held the volume since we lost the connection; our
         // view of it is stale. Release the lease we just took before
         // reporting, so a client that opens next does not find it busy.
         (void)opened->client->Call(protocol::Opcode::kClose, {});
-        dead_ =
-            Status::Fenced(where + " was claimed by another client (epoch " +
-                           std::to_string(old_epoch) + " -> " +
-                           std::to_string(opened->epoch) + ")");
+        dead_ = Status::Fenced(
+            where + " was claimed by another client (epoch " +
+            std::to_string(old_epoch) + " -> " + std::to_string(granted.epoch) +
+            ", ours since " + std::to_string(granted.holder_since) + ")");
         spdlog::warn("reconnect: {}", dead_.message());
         return dead_;
       }
       session_ = Session{std::move(opened->client), failed_generation + 1};
-      epoch_ = opened->epoch;
+      epoch_ = granted.epoch;
       spdlog::info("reconnected to {} on attempt {} (epoch {})", where, attempt,
                    epoch_);
       return Status::Ok();

@@ -17,9 +17,10 @@
 //    commit of ours that shares a key can have run in between, and commits
 //    on other keys commute with it.
 //  * Nobody else commits to the volume in between: we held the lease while
-//    the commit was in flight, and the new OPEN must return exactly the next
-//    epoch (old + 1), otherwise another client claimed the volume while we
-//    were away and we fail with Fenced instead of resending.
+//    the commit was in flight, and every epoch the host granted since ours
+//    must have gone to this store's client id (Reconnect checks it),
+//    otherwise another client claimed the volume while we were away and we
+//    fail with Fenced instead of resending.
 //  * Once the new OPEN succeeds the lost commit has either been applied or
 //    never will be (the host drained the old connection first).
 //  Hence an unconditional batch is idempotent: re-applying the same puts and
@@ -63,10 +64,11 @@ struct RemoteOptions {
 
 class RemoteBlockStore : public BlockStore {
  public:
-  // Connects and opens the volume. Unavailable ("cannot reach host at ...")
-  // if the host does not answer; Busy if another client holds the volume and
-  // takeover is false; PermissionDenied for a wrong token; NotFound if the
-  // volume does not exist. No retries here: the caller decides.
+  // Draws the store's random client id, connects and opens the volume.
+  // Unavailable ("cannot reach host at ...") if the host does not answer;
+  // Busy if another client holds the volume and takeover is false;
+  // PermissionDenied for a wrong token; NotFound if the volume does not
+  // exist. No retries here: the caller decides.
   static Result<std::unique_ptr<RemoteBlockStore>> Open(RemoteOptions options);
   ~RemoteBlockStore() override;
 
@@ -89,7 +91,7 @@ class RemoteBlockStore : public BlockStore {
   uint64_t epoch() const;
 
  private:
-  explicit RemoteBlockStore(RemoteOptions options);
+  RemoteBlockStore(RemoteOptions options, const protocol::ClientId& client_id);
 
   using Clock = std::chrono::steady_clock;
   struct Session {
@@ -116,6 +118,8 @@ class RemoteBlockStore : public BlockStore {
                             std::span<const std::string> keys);
 
   const RemoteOptions options_;
+  // Sent in every OPEN; the host tells us which epochs went to it.
+  const protocol::ClientId client_id_;
   // Keys of the commits in flight, so commits sharing a key take turns.
   class KeyLocks;
   std::unique_ptr<KeyLocks> key_locks_;

@@ -26,7 +26,11 @@ constexpr std::string_view kVolumePrefix = "volume/";
 // The first key after every "volume/..." key ('0' follows '/').
 constexpr std::string_view kVolumePrefixEnd = "volume0";
 constexpr std::string_view kNextVolumeIdKey = "next_volume_id";
-constexpr uint8_t kRecordVersion = 1;
+// Version 1 records lack the holder fields; they are read as "no holder
+// yet" and rewritten as version 2 on the next change.
+constexpr uint8_t kRecordVersionNoHolder = 1;
+constexpr uint8_t kRecordVersion = 2;
+constexpr size_t kMaxHolderIdSize = 255;  // length travels in a u8
 constexpr size_t kTokenHashSize = crypto_generichash_BYTES;  // 32
 static_assert(kTokenHashSize == 32);
 
@@ -38,6 +42,10 @@ struct VolumeRecord {
   uint64_t blocks = 0;
   uint64_t epoch = 0;
   std::string token_hash;  // empty (unbound) or kTokenHashSize bytes
+  // Who was granted `epoch` (empty: nobody yet), and the first epoch of
+  // that holder's unbroken run of claims.
+  std::string holder_id;
+  uint64_t holder_since = 0;
 };
 
 void AppendFixed64(std::string* out, uint64_t v) {
@@ -61,7 +69,8 @@ uint32_t ReadFixed32(const char* p) {
 }
 
 // Layout: version u8 | id | quota | used | blocks | epoch (u64 LE each) |
-// hash length u8 | hash.
+// hash length u8 | hash | holder_since u64 | holder id length u8 | holder
+// id. Version 1 ends after the hash.
 std::string EncodeRecord(const VolumeRecord& r) {
   std::string out;
   out.push_back(static_cast<char>(kRecordVersion));
@@ -70,12 +79,17 @@ std::string EncodeRecord(const VolumeRecord& r) {
   }
   out.push_back(static_cast<char>(r.token_hash.size()));
   out += r.token_hash;
+  AppendFixed64(&out, r.holder_since);
+  out.push_back(static_cast<char>(r.holder_id.size()));
+  out += r.holder_id;
   return out;
 }
 
 Result<VolumeRecord> DecodeRecord(std::string_view in) {
   constexpr size_t kFixedSize = 1 + 5 * 8 + 1;
-  if (in.size() < kFixedSize || static_cast<uint8_t>(in[0]) != kRecordVersion) {
+  const uint8_t version = in.empty() ? 0 : static_cast<uint8_t>(in[0]);
+  if (in.size() < kFixedSize ||
+      (version != kRecordVersion && version != kRecordVersionNoHolder)) {
     return Status::Corruption("volume record has a bad size or version");
   }
   VolumeRecord r;
@@ -85,11 +99,27 @@ Result<VolumeRecord> DecodeRecord(std::string_view in) {
     p += 8;
   }
   const size_t hash_size = static_cast<uint8_t>(*p);
+  std::string_view rest = in.substr(kFixedSize);
   if ((hash_size != 0 && hash_size != kTokenHashSize) ||
-      in.size() != kFixedSize + hash_size) {
+      rest.size() < hash_size) {
     return Status::Corruption("volume record has a bad token hash");
   }
-  r.token_hash.assign(in.substr(kFixedSize));
+  r.token_hash.assign(rest.substr(0, hash_size));
+  rest.remove_prefix(hash_size);
+  if (version == kRecordVersionNoHolder) {
+    if (!rest.empty()) return Status::Corruption("volume record is too long");
+    return r;
+  }
+  if (rest.size() < 8 + 1) {
+    return Status::Corruption("volume record has a truncated holder");
+  }
+  r.holder_since = ReadFixed64(rest.data());
+  const size_t holder_size = static_cast<uint8_t>(rest[8]);
+  rest.remove_prefix(8 + 1);
+  if (rest.size() != holder_size || r.holder_since > r.epoch) {
+    return Status::Corruption("volume record has a bad holder");
+  }
+  r.holder_id.assign(rest);
   return r;
 }
 
@@ -441,15 +471,26 @@ Status RocksDbVolumes::VerifyToken(const std::string& name,
   return CheckToken(record, token);
 }
 
-Result<uint64_t> RocksDbVolumes::Claim(const std::string& name,
-                                       const std::string& token) {
+Result<EpochGrant> RocksDbVolumes::Claim(const std::string& name,
+                                         const std::string& token,
+                                         std::string_view holder_id) {
+  if (holder_id.empty() || holder_id.size() > kMaxHolderIdSize) {
+    return Status::InvalidArgument("holder id must be 1.." +
+                                   std::to_string(kMaxHolderIdSize) + " bytes");
+  }
   return impl_->WithVolumeLocked(
-      name, [&](VolumeRecord& record) -> Result<uint64_t> {
+      name, [&](VolumeRecord& record) -> Result<EpochGrant> {
         EFS_RETURN_IF_ERROR(CheckToken(record, token));
         if (record.token_hash.empty()) record.token_hash = TokenHash(token);
         record.epoch += 1;
+        // Written with the epoch, in one record, so that after a crash or
+        // restart the holder of every epoch is still known.
+        if (record.holder_id != holder_id) {
+          record.holder_id.assign(holder_id);
+          record.holder_since = record.epoch;
+        }
         EFS_RETURN_IF_ERROR(impl_->PutRecord(name, record));
-        return record.epoch;
+        return EpochGrant{record.epoch, record.holder_since};
       });
 }
 

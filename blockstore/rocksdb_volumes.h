@@ -2,10 +2,11 @@
 // RocksDbBlockStore, the BlockStore view of one of them.
 //
 // Each volume has a quota, usage counters, an optional access-token hash and
-// a fencing epoch, kept in a volume record. Blocks of all volumes share one
-// column family, prefixed by the volume's never-reused numeric id. The
-// tuning (no compression, integrated BlobDB, WAL fsync only for durable
-// commits) is explained in docs/storage.md.
+// a fencing epoch with the id of the holder it was granted to, kept in a
+// volume record. Blocks of all volumes share one column family, prefixed by
+// the volume's never-reused numeric id. The tuning (no compression,
+// integrated BlobDB, WAL fsync only for durable commits) is explained in
+// docs/storage.md.
 //
 // Thread safety: all methods are safe to call concurrently. Commits to one
 // volume are serialized by a per-volume mutex (it makes the quota and
@@ -20,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "blockstore/block_store.h"
@@ -34,6 +36,14 @@ struct VolumeInfo {
   uint64_t block_count = 0;
   bool token_bound = false;
   uint64_t epoch = 0;  // bumped by every Claim
+};
+
+// What Claim granted: the new epoch, and since which epoch every claim went
+// to the same holder id (holder_since == epoch if the previous claim was
+// another holder's, or the first).
+struct EpochGrant {
+  uint64_t epoch = 0;
+  uint64_t holder_since = 0;
 };
 
 class RocksDbBlockStore;
@@ -60,9 +70,12 @@ class RocksDbVolumes {
   // PermissionDenied otherwise; NotFound if the volume does not exist.
   Status VerifyToken(const std::string& name, const std::string& token);
   // Verifies `token` (binding its hash if none is bound yet), increments the
-  // volume's epoch durably and returns the new epoch. Every commit made
-  // through a store opened with an older epoch then fails with Fenced.
-  Result<uint64_t> Claim(const std::string& name, const std::string& token);
+  // volume's epoch durably, records `holder_id` (opaque, 1..255 bytes) as the
+  // holder of that epoch in the same write, and returns the grant. Every
+  // commit made through a store opened with an older epoch then fails with
+  // Fenced. InvalidArgument for a bad holder id; PermissionDenied, NotFound.
+  Result<EpochGrant> Claim(const std::string& name, const std::string& token,
+                           std::string_view holder_id);
 
   // A store for volume `name`. With `epoch`, each commit first checks that
   // the volume's epoch still equals it (else Fenced). NotFound if absent.

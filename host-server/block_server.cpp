@@ -411,15 +411,18 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
   if (op == Opcode::kOpen) {
     if (s.opened) return violation("second OPEN on one connection");
     const auto& open = std::get<protocol::OpenRequest>(*body);
-    auto lease = manager_.Acquire(open.volume, open.token, open.takeover, s.id);
+    auto lease = manager_.Acquire(open.volume, open.token, open.takeover, s.id,
+                                  open.client_id);
     if (!lease.ok()) {
       spdlog::warn("session {}: OPEN {} refused for {}: {}", s.id, open.volume,
                    s.peer, lease.status().ToString());
       s.Reply(header, lease.status());
       return Status::Ok();
     }
-    spdlog::info("session {}: {} opened volume {} (epoch {}{})", s.id, s.peer,
-                 open.volume, lease->epoch, open.takeover ? ", takeover" : "");
+    spdlog::info(
+        "session {}: {} opened volume {} (epoch {}, holder since {}{})", s.id,
+        s.peer, open.volume, lease->epoch, lease->holder_since,
+        open.takeover ? ", takeover" : "");
     s.opened = true;
     s.volume = open.volume;
     s.store = std::move(lease->store);
@@ -427,7 +430,8 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
     s.traffic = s.traffic_owner.get();
     s.traffic_owner->CountRequest(op, 0, frame_bytes);
     s.Reply(header, Status::Ok(),
-            protocol::Encode(protocol::OpenResponse{.epoch = lease->epoch}));
+            protocol::Encode(protocol::OpenResponse{
+                .epoch = lease->epoch, .holder_since = lease->holder_since}));
     return Status::Ok();
   }
   if (NeedsLease(op) || op == Opcode::kClose) {

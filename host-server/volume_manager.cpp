@@ -13,7 +13,8 @@ VolumeManager::VolumeManager(RocksDbVolumes& volumes,
 
 Result<Lease> VolumeManager::Acquire(const std::string& name,
                                      const std::string& token, bool takeover,
-                                     SessionId session) {
+                                     SessionId session,
+                                     const protocol::ClientId& client_id) {
   std::optional<SessionId> evicted;
   Lease lease;
   {
@@ -33,7 +34,14 @@ Result<Lease> VolumeManager::Acquire(const std::string& name,
       }
       evicted = holder->second;
     }
-    EFS_ASSIGN_OR_RETURN(lease.epoch, volumes_.Claim(name, token));
+    EFS_ASSIGN_OR_RETURN(
+        EpochGrant grant,
+        volumes_.Claim(
+            name, token,
+            std::string_view(reinterpret_cast<const char*>(client_id.data()),
+                             client_id.size())));
+    lease.epoch = grant.epoch;
+    lease.holder_since = grant.holder_since;
     EFS_ASSIGN_OR_RETURN(lease.store, volumes_.OpenVolume(name, lease.epoch));
     holders_[name] = session;
   }

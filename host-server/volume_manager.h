@@ -32,6 +32,9 @@ using SessionId = uint64_t;
 
 struct Lease {
   uint64_t epoch = 0;
+  // First epoch of the unbroken run of leases granted to this client id
+  // (see protocol::OpenResponse).
+  uint64_t holder_since = 0;
   // Bound to `epoch`: its commits fail with Fenced once the lease is lost.
   std::unique_ptr<RocksDbBlockStore> store;
 };
@@ -68,12 +71,14 @@ class VolumeManager {
   explicit VolumeManager(RocksDbVolumes& volumes,
                          TakeoverCallback on_takeover = {});
 
-  // Grants `session` the lease on `name`. Fails with PermissionDenied for a
-  // wrong token (nothing changes, and holding is not revealed), NotFound for
-  // a missing volume, Busy if another session holds it and !takeover. On a
-  // takeover the previous holder is fenced and reported to the callback.
+  // Grants `session` the lease on `name`, on behalf of client `client_id`
+  // (recorded with the epoch). Fails with PermissionDenied for a wrong token
+  // (nothing changes, and holding is not revealed), NotFound for a missing
+  // volume, Busy if another session holds it and !takeover. On a takeover
+  // the previous holder is fenced and reported to the callback.
   Result<Lease> Acquire(const std::string& name, const std::string& token,
-                        bool takeover, SessionId session);
+                        bool takeover, SessionId session,
+                        const protocol::ClientId& client_id);
 
   // Drops the lease if `session` still holds it; otherwise does nothing.
   void Release(const std::string& name, SessionId session);

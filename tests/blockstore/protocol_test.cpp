@@ -28,6 +28,10 @@ std::string Str(std::string_view s) {
   return U32(static_cast<uint32_t>(s.size())) + std::string(s);
 }
 const std::string kToken(32, 't');
+const ClientId kClientId = {0xc1, 2,  3,  4,  5,  6,  7,  8,
+                            9,    10, 11, 12, 13, 14, 15, 0xff};
+const std::string kClientIdBytes(
+    reinterpret_cast<const char*>(kClientId.data()), kClientId.size());
 
 std::string Header(uint32_t magic, uint16_t version, uint16_t status,
                    uint16_t reserved, uint32_t payload_size) {
@@ -60,22 +64,29 @@ TEST(ProtocolTest, givenHeader_whenEncoded_thenLayoutIsLittleEndianSpec) {
   FrameHeader h{static_cast<uint16_t>(Opcode::kGet), 7, StatusCode::kBusy, 9};
   auto raw = EncodeFrameHeader(h);
   EXPECT_EQ(std::string(raw.data(), raw.size()),
-            U32(kMagic) + U16(1) + U16(2) + U64(7) + U16(6) + U16(0) + U32(9));
+            U32(kMagic) + U16(2) + U16(2) + U64(7) + U16(6) + U16(0) + U32(9));
   EXPECT_EQ(std::string(raw.data(), 4), "EFS1");
 }
 
 TEST(ProtocolTest, givenOpenRequest_whenRoundTripped_thenEqual) {
-  OpenRequest m{"vol-1.a_b", kToken, true};
+  OpenRequest m{"vol-1.a_b", kToken, true, kClientId};
   auto back = DecodeOpenRequest(Encode(m));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, m);
 }
 
+TEST(ProtocolTest, givenOpenRequest_whenEncoded_thenClientIdFollowsFlags) {
+  const std::string encoded =
+      Encode(OpenRequest{"v", kToken, false, kClientId});
+  EXPECT_EQ(encoded, Str("v") + Str(kToken) + U32(0) + kClientIdBytes);
+}
+
 TEST(ProtocolTest, givenOpenResponse_whenRoundTripped_thenEqual) {
-  OpenResponse m{0xfeedfacecafebeefULL};
+  OpenResponse m{0xfeedfacecafebeefULL, 0xfeedfacecafe0001ULL};
   auto back = DecodeOpenResponse(Encode(m));
-  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, m);
+  EXPECT_EQ(Encode(m), U64(m.epoch) + U64(m.holder_since));
 }
 
 TEST(ProtocolTest, givenGetRequestAndResponse_whenRoundTripped_thenEqual) {
@@ -202,32 +213,35 @@ TEST(ProtocolTest, givenOpcodes_whenClassified_thenAdminOnesAreSeparate) {
 // ---- Malformed frame headers ----
 
 TEST(ProtocolTest, givenWrongMagic_whenDecodingHeader_thenProtocolError) {
-  ExpectProtocolError(DecodeFrameHeader(Header(0x12345678, 1, 0, 0, 0)),
+  ExpectProtocolError(DecodeFrameHeader(Header(0x12345678, kVersion, 0, 0, 0)),
                       "magic");
 }
 
 TEST(ProtocolTest, givenWrongVersion_whenDecodingHeader_thenProtocolError) {
-  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, 2, 0, 0, 0)), "version");
+  // Version 1 peers lack the OPEN client id and holder_since.
+  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, 1, 0, 0, 0)),
+                      "version: unsupported version 1, this build speaks 2");
+  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, 3, 0, 0, 0)), "version");
 }
 
 TEST(ProtocolTest, givenNonzeroReserved_whenDecodingHeader_thenProtocolError) {
-  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, 1, 0, 1, 0)),
+  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, kVersion, 0, 1, 0)),
                       "reserved");
 }
 
 TEST(ProtocolTest, givenUnknownStatus_whenDecodingHeader_thenProtocolError) {
-  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, 1, 999, 0, 0)),
+  ExpectProtocolError(DecodeFrameHeader(Header(kMagic, kVersion, 999, 0, 0)),
                       "status");
 }
 
 TEST(ProtocolTest, givenOversizedPayload_whenDecodingHeader_thenProtocolError) {
   ExpectProtocolError(
-      DecodeFrameHeader(Header(kMagic, 1, 0, 0, kMaxPayloadSize + 1)),
+      DecodeFrameHeader(Header(kMagic, kVersion, 0, 0, kMaxPayloadSize + 1)),
       "payload_size");
 }
 
 TEST(ProtocolTest, givenTruncatedOrLongHeader_whenDecoding_thenProtocolError) {
-  const std::string good = Header(kMagic, 1, 0, 0, 0);
+  const std::string good = Header(kMagic, kVersion, 0, 0, 0);
   ASSERT_TRUE(DecodeFrameHeader(good).ok());
   ExpectProtocolError(DecodeFrameHeader(good.substr(0, 23)), "23 bytes");
   ExpectProtocolError(DecodeFrameHeader(""), "0 bytes");
@@ -288,8 +302,9 @@ TEST(ProtocolTest, givenOversizedValue_whenDecoding_thenRejected) {
 }
 
 TEST(ProtocolTest, givenBadFlagBits_whenDecoding_thenRejected) {
-  ExpectProtocolError(DecodeOpenRequest(Str("v") + Str(kToken) + U32(2)),
-                      "flags");
+  ExpectProtocolError(
+      DecodeOpenRequest(Str("v") + Str(kToken) + U32(2) + kClientIdBytes),
+      "flags");
   ExpectProtocolError(DecodeCommitRequest(U32(8) + U32(0) + U32(0)), "flags");
   // "Expects a value" without "has a condition" is meaningless.
   ExpectProtocolError(DecodeCommitRequest(U32(4) + U32(0) + U32(0)),
@@ -299,7 +314,7 @@ TEST(ProtocolTest, givenBadFlagBits_whenDecoding_thenRejected) {
 }
 
 TEST(ProtocolTest, givenTrailingBytes_whenDecodingAnyMessage_thenRejected) {
-  ExpectProtocolError(DecodeOpenResponse(U64(1) + "x"), "trailing");
+  ExpectProtocolError(DecodeOpenResponse(U64(1) + U64(1) + "x"), "trailing");
   ExpectProtocolError(DecodeStatResponse(Encode(StoreStats{}) + "x"),
                       "trailing");
   ExpectProtocolError(DecodePing(Str("hi") + "x"), "trailing");
@@ -320,20 +335,45 @@ TEST(ProtocolTest, givenBadVolumeNames_whenValidated_thenInvalidArgument) {
   EXPECT_TRUE(ValidateVolumeName(std::string(kMaxVolumeNameSize, 'a')).ok());
   EXPECT_TRUE(ValidateVolumeName("Vol_1.2-x").ok());
   ExpectProtocolError(DecodeVolumeRequest(Str("../etc") + U64(0)), "volume");
-  ExpectProtocolError(DecodeOpenRequest(Str(".x") + Str(kToken) + U32(0)),
-                      "volume");
+  ExpectProtocolError(
+      DecodeOpenRequest(Str(".x") + Str(kToken) + U32(0) + kClientIdBytes),
+      "volume");
 }
 
 TEST(ProtocolTest, givenTokenOutsideLimits_whenDecodingOpen_thenRejected) {
   const std::string short_token(kMinTokenSize - 1, 't');
   const std::string long_token(kMaxTokenSize + 1, 't');
-  ExpectProtocolError(DecodeOpenRequest(Str("v") + Str(short_token) + U32(0)),
-                      "token");
-  ExpectProtocolError(DecodeOpenRequest(Str("v") + Str(long_token) + U32(0)),
-                      "token");
+  ExpectProtocolError(
+      DecodeOpenRequest(Str("v") + Str(short_token) + U32(0) + kClientIdBytes),
+      "token");
+  ExpectProtocolError(
+      DecodeOpenRequest(Str("v") + Str(long_token) + U32(0) + kClientIdBytes),
+      "token");
   EXPECT_TRUE(DecodeOpenRequest(Str("v") +
-                                Str(std::string(kMinTokenSize, 't')) + U32(0))
+                                Str(std::string(kMinTokenSize, 't')) + U32(0) +
+                                kClientIdBytes)
                   .ok());
+}
+
+TEST(ProtocolTest, givenBadClientId_whenDecodingOpen_thenRejected) {
+  const std::string head = Str("v") + Str(kToken) + U32(0);
+  ExpectProtocolError(DecodeOpenRequest(head), "client_id: truncated");
+  ExpectProtocolError(DecodeOpenRequest(head + kClientIdBytes.substr(1)),
+                      "client_id: truncated");
+  ExpectProtocolError(
+      DecodeOpenRequest(head + std::string(kClientIdSize, '\0')),
+      "client_id: must not be all zero");
+  ExpectProtocolError(DecodeOpenRequest(head + kClientIdBytes + "x"),
+                      "trailing");
+}
+
+TEST(ProtocolTest,
+     givenHolderSinceOutsideEpochs_whenDecodingOpen_thenRejected) {
+  ExpectProtocolError(DecodeOpenResponse(U64(5)), "holder_since: truncated");
+  ExpectProtocolError(DecodeOpenResponse(U64(5) + U64(0)), "holder_since");
+  ExpectProtocolError(DecodeOpenResponse(U64(5) + U64(6)), "holder_since");
+  EXPECT_TRUE(DecodeOpenResponse(U64(5) + U64(5)).ok());
+  EXPECT_TRUE(DecodeOpenResponse(U64(5) + U64(1)).ok());
 }
 
 TEST(ProtocolTest, givenDuplicateKeyInCommit_whenDecoding_thenRejected) {
@@ -406,7 +446,8 @@ TEST_F(FrameIoTest, givenPeerClosedBeforeFrame_whenReading_thenConnClosed) {
 }
 
 TEST_F(FrameIoTest, givenPeerClosedMidPayload_whenReading_thenUnavailable) {
-  ASSERT_TRUE(a_->WriteFull(Header(kMagic, 1, 0, 0, 100), "only-part").ok());
+  ASSERT_TRUE(
+      a_->WriteFull(Header(kMagic, kVersion, 0, 0, 100), "only-part").ok());
   a_.reset();
   auto frame = ReadFrame(*b_);
   ASSERT_FALSE(frame.ok());

@@ -4,6 +4,7 @@
 #include "blockstore/rocksdb_volumes.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -19,6 +20,8 @@ using contract::PutBatch;
 
 const std::string kToken = "token-0123456789abcdef";
 const std::string kOtherToken = "token-fedcba9876543210";
+const std::string kHolder = "client-a";
+const std::string kOtherHolder = "client-b";
 
 class RocksDbVolumesTest : public ::testing::Test {
  protected:
@@ -109,7 +112,7 @@ TEST_F(RocksDbVolumesTest, givenMissingVolume_whenUsed_thenNotFound) {
             StatusCode::kNotFound);
   EXPECT_EQ(volumes_->VerifyToken("nope", kToken).code(),
             StatusCode::kNotFound);
-  EXPECT_EQ(volumes_->Claim("nope", kToken).status().code(),
+  EXPECT_EQ(volumes_->Claim("nope", kToken, kHolder).status().code(),
             StatusCode::kNotFound);
 }
 
@@ -195,15 +198,15 @@ TEST_F(RocksDbVolumesTest,
        givenUnboundVolume_whenClaimed_thenTokenBoundAndOthersDenied) {
   EFS_ASSERT_OK(volumes_->CreateVolume("vol", 100));
   EFS_ASSERT_OK(volumes_->VerifyToken("vol", kOtherToken));  // none bound yet
-  auto epoch = volumes_->Claim("vol", kToken);
+  auto epoch = volumes_->Claim("vol", kToken, kHolder);
   EFS_ASSERT_OK(epoch);
-  EXPECT_EQ(*epoch, 1u);
+  EXPECT_EQ(epoch->epoch, 1u);
   EXPECT_TRUE(Info("vol").token_bound);
 
   EFS_ASSERT_OK(volumes_->VerifyToken("vol", kToken));
   EXPECT_EQ(volumes_->VerifyToken("vol", kOtherToken).code(),
             StatusCode::kPermissionDenied);
-  EXPECT_EQ(volumes_->Claim("vol", kOtherToken).status().code(),
+  EXPECT_EQ(volumes_->Claim("vol", kOtherToken, kHolder).status().code(),
             StatusCode::kPermissionDenied);
   const VolumeInfo after = Info("vol");
   EXPECT_EQ(after.epoch, 1u);
@@ -214,20 +217,20 @@ TEST_F(RocksDbVolumesTest,
 TEST_F(RocksDbVolumesTest,
        givenClaimedVolume_whenClaimedAgain_thenOldEpochStoreFenced) {
   EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
-  auto first = volumes_->Claim("vol", kToken);
+  auto first = volumes_->Claim("vol", kToken, kHolder);
   EFS_ASSERT_OK(first);
-  auto old_holder = OpenStore("vol", *first);
+  auto old_holder = OpenStore("vol", first->epoch);
   ASSERT_NE(old_holder, nullptr);
   EFS_ASSERT_OK(old_holder->Commit(PutBatch({{"k", "old holder"}})));
 
-  auto second = volumes_->Claim("vol", kToken);
+  auto second = volumes_->Claim("vol", kToken, kHolder);
   EFS_ASSERT_OK(second);
-  EXPECT_EQ(*second, *first + 1);
+  EXPECT_EQ(second->epoch, first->epoch + 1);
   const Status fenced = old_holder->Commit(PutBatch({{"k", "too late"}}));
   EXPECT_EQ(fenced.code(), StatusCode::kFenced);
   EXPECT_NE(fenced.message().find("lease was taken over"), std::string::npos);
 
-  auto new_holder = OpenStore("vol", *second);
+  auto new_holder = OpenStore("vol", second->epoch);
   ASSERT_NE(new_holder, nullptr);
   contract::ExpectStoreHolds(*new_holder, {{"k", "old holder"}});
   EFS_ASSERT_OK(new_holder->Commit(PutBatch({{"k", "new holder"}})));
@@ -237,12 +240,12 @@ TEST_F(RocksDbVolumesTest,
 TEST_F(RocksDbVolumesTest,
        givenCommits_whenReopened_thenDataUsageTokenAndEpochPersist) {
   EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
-  auto epoch = volumes_->Claim("vol", kToken);
+  auto epoch = volumes_->Claim("vol", kToken, kHolder);
   EFS_ASSERT_OK(epoch);
   const std::map<std::string, std::string> model = {
       {"big", contract::RandomBytes(100000, 3)}, {"small", "s"}};
   {
-    auto store = OpenStore("vol", *epoch);
+    auto store = OpenStore("vol", epoch->epoch);
     ASSERT_NE(store, nullptr);
     EFS_ASSERT_OK(store->Commit(PutBatch({model.begin(), model.end()})));
     EFS_ASSERT_OK(volumes_->SyncWal());
@@ -254,13 +257,105 @@ TEST_F(RocksDbVolumesTest,
   EXPECT_EQ(after.id, before.id);
   EXPECT_EQ(after.used_bytes, before.used_bytes);
   EXPECT_EQ(after.block_count, model.size());
-  EXPECT_EQ(after.epoch, *epoch);
+  EXPECT_EQ(after.epoch, epoch->epoch);
   EXPECT_TRUE(after.token_bound);
   EXPECT_EQ(volumes_->VerifyToken("vol", kOtherToken).code(),
             StatusCode::kPermissionDenied);
-  auto store = OpenStore("vol", *epoch);
+  auto store = OpenStore("vol", epoch->epoch);
   ASSERT_NE(store, nullptr);
   contract::ExpectStoreHolds(*store, model);
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenClaimsByTwoHolders_whenClaimed_thenHolderSinceStartsEachRun) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  const std::pair<std::string, uint64_t> claims[] = {
+      // holder, expected holder_since
+      {kHolder, 1},
+      {kHolder, 1},
+      {kOtherHolder, 3},
+      {kHolder, 4},
+      {kHolder, 4}};
+  uint64_t expected_epoch = 0;
+  for (const auto& [holder, since] : claims) {
+    auto grant = volumes_->Claim("vol", kToken, holder);
+    EFS_ASSERT_OK(grant);
+    EXPECT_EQ(grant->epoch, ++expected_epoch);
+    EXPECT_EQ(grant->holder_since, since) << "epoch " << grant->epoch;
+  }
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenHolderRunAndCommit_whenReopened_thenRunContinuesAfterRestart) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  EFS_ASSERT_OK(volumes_->Claim("vol", kToken, kHolder));
+  auto second = volumes_->Claim("vol", kToken, kHolder);
+  EFS_ASSERT_OK(second);
+  // A commit rewrites the record too; it must carry the holder along.
+  auto store = OpenStore("vol", second->epoch);
+  ASSERT_NE(store, nullptr);
+  EFS_ASSERT_OK(store->Commit(PutBatch({{"k", "v"}})));
+  store.reset();
+
+  Reopen();
+  auto resumed = volumes_->Claim("vol", kToken, kHolder);
+  EFS_ASSERT_OK(resumed);
+  EXPECT_EQ(resumed->epoch, 3u);
+  EXPECT_EQ(resumed->holder_since, 1u);
+  auto other = volumes_->Claim("vol", kToken, kOtherHolder);
+  EFS_ASSERT_OK(other);
+  EXPECT_EQ(other->holder_since, 4u);
+}
+
+TEST_F(RocksDbVolumesTest,
+       givenBadHolderId_whenClaimed_thenInvalidArgumentAndEpochKept) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 20));
+  EXPECT_EQ(volumes_->Claim("vol", kToken, "").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      volumes_->Claim("vol", kToken, std::string(256, 'h')).status().code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(Info("vol").epoch, 0u);
+  EXPECT_FALSE(Info("vol").token_bound);
+}
+
+// Stores written before holder ids existed hold version 1 records.
+TEST_F(RocksDbVolumesTest,
+       givenVersionOneRecord_whenReopened_thenReadAndFirstClaimStartsRun) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 5000));
+  const uint64_t id = Info("vol").id;
+  volumes_.reset();
+  {
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"blocks", {}}, {"index", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open({}, dir_.path(), cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string v1 = "\x01";
+    for (uint64_t field : {id, uint64_t{5000}, uint64_t{0}, uint64_t{0},
+                           uint64_t{7}}) {  // id quota used blocks epoch
+      for (int i = 0; i < 8; ++i) v1 += static_cast<char>(field >> (8 * i));
+    }
+    v1 += '\0';  // no token hash
+    EXPECT_TRUE(db->Put({}, handles[0], "volume/vol", v1).ok());
+    for (auto* handle : handles) {
+      EXPECT_TRUE(db->DestroyColumnFamilyHandle(handle).ok());
+    }
+    EXPECT_TRUE(db->Close().ok());
+  }
+  Reopen();
+
+  const VolumeInfo info = Info("vol");
+  EXPECT_EQ(info.id, id);
+  EXPECT_EQ(info.quota_bytes, 5000u);
+  EXPECT_EQ(info.epoch, 7u);
+  auto grant = volumes_->Claim("vol", kToken, kHolder);
+  EFS_ASSERT_OK(grant);
+  EXPECT_EQ(grant->epoch, 8u);
+  EXPECT_EQ(grant->holder_since, 8u);
+  Reopen();  // the rewritten record (version 2) reads back too
+  EXPECT_EQ(volumes_->Claim("vol", kToken, kHolder)->holder_since, 8u);
 }
 
 TEST_F(RocksDbVolumesTest, givenOpenStore_whenOpenedAgain_thenIOErrorInUse) {

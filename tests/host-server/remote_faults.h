@@ -29,10 +29,16 @@ namespace enclavefs::remote_test {
 constexpr auto kHangGuard = std::chrono::seconds(30);
 
 // Forwards whole frames between clients and the host, and can drop the
-// connection at chosen points: everything at once, or around one COMMIT.
+// connection at chosen points: everything at once, around one COMMIT, or
+// after the host answered one OPEN.
 class FrameProxy {
  public:
-  enum class Fault { kNone, kDropCommitRequest, kDropCommitReply };
+  enum class Fault {
+    kNone,
+    kDropCommitRequest,
+    kDropCommitReply,
+    kDropOpenReply,  // the host granted the lease; the client never learns
+  };
 
   FrameProxy(Address listen, Address upstream)
       : upstream_(std::move(upstream)) {
@@ -84,22 +90,39 @@ class FrameProxy {
       Link* raw = link.get();
       std::lock_guard lock(mu_);
       raw->pumps.emplace_back([this, raw] {
-        Pump(*raw, *raw->client, *raw->host, Fault::kDropCommitRequest);
+        Pump(*raw, *raw->client, *raw->host, /*to_host=*/true);
       });
       raw->pumps.emplace_back([this, raw] {
-        Pump(*raw, *raw->host, *raw->client, Fault::kDropCommitReply);
+        Pump(*raw, *raw->host, *raw->client, /*to_host=*/false);
       });
       links_.push_back(std::move(link));
     }
   }
 
-  void Pump(Link& link, Connection& from, Connection& to, Fault trigger) {
+  // Whether `fault` is about a frame with `opcode` going this way.
+  static bool Matches(Fault fault, uint16_t opcode, bool to_host) {
+    const auto is = [&](protocol::Opcode op) {
+      return opcode == static_cast<uint16_t>(op);
+    };
+    switch (fault) {
+      case Fault::kDropCommitRequest:
+        return to_host && is(protocol::Opcode::kCommit);
+      case Fault::kDropCommitReply:
+        return !to_host && is(protocol::Opcode::kCommit);
+      case Fault::kDropOpenReply:
+        return !to_host && is(protocol::Opcode::kOpen);
+      case Fault::kNone:
+        break;
+    }
+    return false;
+  }
+
+  void Pump(Link& link, Connection& from, Connection& to, bool to_host) {
     while (true) {
       auto frame = ReadFrame(from);
       if (!frame.ok()) break;
-      Fault armed = trigger;
-      if (frame->header.opcode ==
-              static_cast<uint16_t>(protocol::Opcode::kCommit) &&
+      Fault armed = fault_;
+      if (Matches(armed, frame->header.opcode, to_host) &&
           fault_.compare_exchange_strong(armed, Fault::kNone)) {
         ++fired_;
         break;

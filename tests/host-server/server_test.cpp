@@ -127,6 +127,7 @@ TEST_F(ServerTest,
   auto epoch = protocol::DecodeOpenResponse(open->payload);
   ASSERT_TRUE(epoch.ok());
   EXPECT_EQ(epoch->epoch, volumes_->GetVolume("vol")->epoch);
+  EXPECT_EQ(epoch->holder_since, epoch->epoch);  // first lease of this client
 
   auto commit = client->Commit(Puts({{"k1", "v1"}, {"k2", "value2"}}));
   ASSERT_TRUE(commit.ok());
@@ -213,9 +214,10 @@ TEST_F(ServerTest,
   StartServer();
   ASSERT_TRUE(OpenedClient());  // binds the token, then disconnects
   auto client = Client();
-  auto reply =
-      client->Call(Opcode::kOpen, protocol::Encode(protocol::OpenRequest{
-                                      "vol", "wrong-token-0123456789", false}));
+  auto reply = client->Call(
+      Opcode::kOpen,
+      protocol::Encode(protocol::OpenRequest{"vol", "wrong-token-0123456789",
+                                             false, testing::kClientId}));
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->header.status, StatusCode::kPermissionDenied);
   EXPECT_EQ(OpenWhenReleased(*client), StatusCode::kOk);
@@ -297,6 +299,14 @@ INSTANTIATE_TEST_SUITE_P(
                                              protocol::kMaxPayloadSize + 1));
                   },
                   true, false},
+        Violation{"VersionOneFrame",
+                  [](RawClient& c) {
+                    std::string bytes = Header(protocol::kMagic, 6, 0);
+                    bytes[4] = 1;  // version, u16 LE
+                    bytes[5] = 0;
+                    (void)c.SendBytes(bytes);
+                  },
+                  true, false},
         Violation{"TruncatedFrame",
                   [](RawClient& c) {
                     (void)c.SendBytes(Header(protocol::kMagic, 6, 100) + "abc");
@@ -318,7 +328,8 @@ INSTANTIATE_TEST_SUITE_P(
                   [](RawClient& c) {
                     (void)c.Send(Opcode::kOpen, 77,
                                  protocol::Encode(protocol::OpenRequest{
-                                     "other", std::string(testing::kToken)}));
+                                     "other", std::string(testing::kToken),
+                                     false, testing::kClientId}));
                   },
                   true, true},
         Violation{"AdminOpcodeOnClientSocket",

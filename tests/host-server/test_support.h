@@ -21,6 +21,11 @@
 namespace enclavefs::testing {
 
 inline constexpr std::string_view kToken = "token-0123456789abcdef";
+// Two fixed, distinct client ids for OPEN (real clients draw random ones).
+inline constexpr protocol::ClientId kClientId = {1, 2,  3,  4,  5,  6,  7,  8,
+                                                 9, 10, 11, 12, 13, 14, 15, 16};
+inline constexpr protocol::ClientId kOtherClientId = {
+    16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1};
 
 // mkdtemp under /tmp; removed with everything in it on destruction.
 class TempDir {
@@ -77,10 +82,11 @@ class RawClient {
     EFS_RETURN_IF_ERROR(Send(op, next_id_++, payload));
     return Read();
   }
-  Result<Frame> Open(const std::string& volume, bool takeover = false) {
+  Result<Frame> Open(const std::string& volume, bool takeover = false,
+                     const protocol::ClientId& client_id = kClientId) {
     return Call(protocol::Opcode::kOpen,
                 protocol::Encode(protocol::OpenRequest{
-                    volume, std::string(kToken), takeover}));
+                    volume, std::string(kToken), takeover, client_id}));
   }
   Result<Frame> Commit(const CommitBatch& batch) {
     return Call(protocol::Opcode::kCommit, protocol::Encode(batch));

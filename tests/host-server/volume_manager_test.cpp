@@ -9,6 +9,8 @@
 namespace enclavefs {
 namespace {
 
+using testing::kClientId;
+using testing::kOtherClientId;
 using testing::TempDir;
 
 class VolumeManagerTest : public ::testing::Test {
@@ -40,8 +42,8 @@ CommitBatch OnePut(std::string key) {
 }
 
 TEST_F(VolumeManagerTest, givenHeldVolume_whenOtherSessionAcquires_thenBusy) {
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
-  auto second = manager_->Acquire("vol", token_, false, 2);
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
+  auto second = manager_->Acquire("vol", token_, false, 2, kClientId);
   EXPECT_EQ(second.status().code(), StatusCode::kBusy);
   EXPECT_NE(second.status().message().find("busy"), std::string::npos);
   EXPECT_TRUE(manager_->IsHeld("vol"));
@@ -49,26 +51,26 @@ TEST_F(VolumeManagerTest, givenHeldVolume_whenOtherSessionAcquires_thenBusy) {
 
 TEST_F(VolumeManagerTest,
        givenReleasedLease_whenOtherSessionAcquires_thenGranted) {
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   manager_->Release("vol", 1);
   EXPECT_FALSE(manager_->IsHeld("vol"));
-  EXPECT_TRUE(manager_->Acquire("vol", token_, false, 2).ok());
+  EXPECT_TRUE(manager_->Acquire("vol", token_, false, 2, kClientId).ok());
 }
 
 TEST_F(VolumeManagerTest,
        givenOtherHolder_whenReleasedByNonHolder_thenStillHeld) {
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   manager_->Release("vol", 2);
   EXPECT_TRUE(manager_->IsHeld("vol"));
 }
 
 TEST_F(VolumeManagerTest,
        givenTakeover_whenOldHolderCommits_thenFencedAndNotified) {
-  auto first = manager_->Acquire("vol", token_, false, 1);
+  auto first = manager_->Acquire("vol", token_, false, 1, kClientId);
   ASSERT_TRUE(first.ok());
   ASSERT_TRUE(first->store->Commit(OnePut("a")).ok());
 
-  auto second = manager_->Acquire("vol", token_, true, 2);
+  auto second = manager_->Acquire("vol", token_, true, 2, kOtherClientId);
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_GT(second->epoch, first->epoch);
   EXPECT_EQ(first->store->Commit(OnePut("b")).code(), StatusCode::kFenced);
@@ -84,10 +86,11 @@ TEST_F(VolumeManagerTest,
 
 TEST_F(VolumeManagerTest,
        givenWrongToken_whenAcquire_thenPermissionDeniedAndNothingChanges) {
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   const uint64_t epoch = Epoch();
 
-  auto intruder = manager_->Acquire("vol", "another-token-0123456789", true, 2);
+  auto intruder = manager_->Acquire("vol", "another-token-0123456789", true, 2,
+                                    kOtherClientId);
   EXPECT_EQ(intruder.status().code(), StatusCode::kPermissionDenied);
   // Same answer as for a free volume: holding is not revealed.
   EXPECT_EQ(intruder.status().message(), "wrong access token for volume vol");
@@ -99,23 +102,44 @@ TEST_F(VolumeManagerTest,
 
 TEST_F(VolumeManagerTest, givenFirstClaim_whenAcquiredAgain_thenTokenIsBound) {
   EXPECT_FALSE(volumes_->GetVolume("vol")->token_bound);
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   EXPECT_TRUE(volumes_->GetVolume("vol")->token_bound);
   manager_->Release("vol", 1);
-  EXPECT_EQ(manager_->Acquire("vol", "another-token-0123456789", false, 2)
-                .status()
-                .code(),
-            StatusCode::kPermissionDenied);
-  EXPECT_TRUE(manager_->Acquire("vol", token_, false, 3).ok());
+  EXPECT_EQ(
+      manager_->Acquire("vol", "another-token-0123456789", false, 2, kClientId)
+          .status()
+          .code(),
+      StatusCode::kPermissionDenied);
+  EXPECT_TRUE(manager_->Acquire("vol", token_, false, 3, kClientId).ok());
+}
+
+TEST_F(VolumeManagerTest,
+       givenOtherClientBetween_whenFirstClientAcquiresAgain_thenNewRun) {
+  auto first = manager_->Acquire("vol", token_, false, 1, kClientId);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->holder_since, first->epoch);
+  manager_->Release("vol", 1);
+  auto again = manager_->Acquire("vol", token_, false, 2, kClientId);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->holder_since, first->epoch);  // same client: run goes on
+
+  auto other = manager_->Acquire("vol", token_, true, 3, kOtherClientId);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->holder_since, other->epoch);
+  manager_->Release("vol", 3);
+  auto back = manager_->Acquire("vol", token_, false, 4, kClientId);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->holder_since, back->epoch);
 }
 
 TEST_F(VolumeManagerTest, givenMissingVolume_whenAcquire_thenNotFound) {
-  EXPECT_EQ(manager_->Acquire("nope", token_, false, 1).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(
+      manager_->Acquire("nope", token_, false, 1, kClientId).status().code(),
+      StatusCode::kNotFound);
 }
 
 TEST_F(VolumeManagerTest, givenHeldVolume_whenDeleted_thenBusyUntilReleased) {
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   Status refused = manager_->DeleteVolume("vol");
   EXPECT_EQ(refused.code(), StatusCode::kBusy);
   EXPECT_EQ(refused.message(),
@@ -128,14 +152,14 @@ TEST_F(VolumeManagerTest, givenHeldVolume_whenDeleted_thenBusyUntilReleased) {
 }
 
 TEST_F(VolumeManagerTest, givenHeldVolume_whenResized_thenAllowed) {
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   EXPECT_TRUE(manager_->ResizeVolume("vol", 4 << 20).ok());
   EXPECT_EQ(volumes_->GetVolume("vol")->quota_bytes, 4u << 20);
 }
 
 TEST_F(VolumeManagerTest, givenOneHeldVolume_whenListed_thenHeldFlagsMatch) {
   ASSERT_TRUE(manager_->CreateVolume("other", 1 << 20).ok());
-  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1).ok());
+  ASSERT_TRUE(manager_->Acquire("vol", token_, false, 1, kClientId).ok());
   auto list = manager_->ListVolumes();
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 2u);
