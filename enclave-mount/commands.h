@@ -46,7 +46,7 @@ struct CliOptions {
   std::string mountpoint;
   std::string cache_size = "auto";
   std::string dirty_limit = "256MiB";
-  std::string write_behind = "32MiB";
+  std::string write_behind = "128MiB";
   std::string commit_interval = "5s";
   bool foreground = false;
   bool xattrs = false;
