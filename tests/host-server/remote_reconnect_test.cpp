@@ -52,6 +52,21 @@ class RemoteReconnectTest : public ::testing::Test {
     return store.ok() ? std::move(store).value() : nullptr;
   }
 
+  // While the proxied holder is cut off, another client takes the volume
+  // over, swaps the root from r1 to r2 and closes. Returns its epoch.
+  uint64_t TakeOverWhileCutOff() {
+    proxy_->DropAll();
+    RemoteOptions options = host_.ClientOptions(kVolume);
+    options.takeover = true;
+    auto other = RemoteBlockStore::Open(options);
+    EXPECT_TRUE(other.ok()) << other.status().ToString();
+    if (!other.ok()) return 0;
+    EXPECT_TRUE((*other)->Commit(SwapRoot("r1", "r2")).ok());
+    const uint64_t epoch = (*other)->epoch();
+    EXPECT_TRUE((*other)->Close().ok());
+    return epoch;
+  }
+
   // The filesystem's root-record pattern: swap "root" from `from` to `to`
   // and write a data block in the same batch.
   static CommitBatch SwapRoot(std::optional<std::string> from,
@@ -459,14 +474,7 @@ TEST_F(RemoteReconnectTest,
   ASSERT_NE(first, nullptr);
   ASSERT_TRUE(first->Commit(SwapRoot(std::nullopt, "r1")).ok());
   const uint64_t first_epoch = first->epoch();
-  proxy_->DropAll();
-  RemoteOptions options = host_.ClientOptions(kVolume);
-  options.takeover = true;
-  auto second = RemoteBlockStore::Open(options);
-  ASSERT_TRUE(second.ok()) << second.status().ToString();
-  EXPECT_EQ((*second)->epoch(), first_epoch + 1);
-  ASSERT_TRUE((*second)->Commit(SwapRoot("r1", "r2")).ok());
-  ASSERT_TRUE((*second)->Close().ok());
+  ASSERT_EQ(TakeOverWhileCutOff(), first_epoch + 1);
 
   proxy_->Arm(FrameProxy::Fault::kDropOpenReply);
   Status stale = first->Commit(SwapRoot("r2", "stale"));
@@ -496,13 +504,7 @@ TEST_F(RemoteReconnectTest,
   auto first = OpenStore();
   ASSERT_NE(first, nullptr);
   ASSERT_TRUE(first->Commit(SwapRoot(std::nullopt, "r1")).ok());
-  proxy_->DropAll();
-  RemoteOptions options = host_.ClientOptions(kVolume);
-  options.takeover = true;
-  auto second = RemoteBlockStore::Open(options);
-  ASSERT_TRUE(second.ok()) << second.status().ToString();
-  ASSERT_TRUE((*second)->Commit(SwapRoot("r1", "r2")).ok());
-  ASSERT_TRUE((*second)->Close().ok());
+  ASSERT_GT(TakeOverWhileCutOff(), first->epoch());
 
   Status stale = first->Commit(SwapRoot("r2", "stale"));
 
