@@ -49,6 +49,18 @@ inline uint64_t LoadLe(const uint8_t* p, size_t n) {
   for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
   return v;
 }
+// Big-endian, where byte order must follow numeric order (tree keys, block
+// names): the low `n` (<= 8) bytes of `v`, most significant first.
+inline void StoreBe(uint8_t* p, uint64_t v, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    p[n - 1 - i] = static_cast<uint8_t>(v >> (8 * i));
+  }
+}
+inline void AppendBe64(std::string& out, uint64_t v) {
+  uint8_t bytes[8];
+  StoreBe(bytes, v, 8);
+  out.append(reinterpret_cast<const char*>(bytes), sizeof(bytes));
+}
 
 // Lower-case hex of `bytes`, for names and ids in messages (never secrets).
 std::string HexEncode(std::span<const uint8_t> bytes);

@@ -6,6 +6,8 @@
 #include <array>
 #include <limits>
 
+#include "fs/crypto.h"
+
 namespace enclavefs {
 namespace {
 
@@ -17,10 +19,6 @@ constexpr char kOrphanTag = 0x04;
 constexpr char kInodeCountTag = 0x05;
 constexpr size_t kDirentNameAt = 1 + 8 + 8;
 constexpr int64_t kNanosPerSecond = 1'000'000'000;
-
-void AppendBe64(std::string& out, uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
 
 uint64_t ReadBe64(std::string_view in, size_t at) {
   uint64_t v = 0;

@@ -134,9 +134,7 @@ std::string SealerImpl::NewBlockName() {
   // BLAKE2b's shortest output is 16 bytes: hash, then keep the prefix.
   crypto_generichash(out, kNameSize, pos.salt.data(), pos.salt.size(),
                      context_->naming_key.data(), context_->naming_key.size());
-  for (size_t i = 0; i < kNameSize - kNamePrefixSize; ++i) {
-    out[kNameSize - 1 - i] = static_cast<uint8_t>(pos.counter >> (8 * i));
-  }
+  StoreBe(out + kNamePrefixSize, pos.counter, kNameSize - kNamePrefixSize);
   return name;
 }
 

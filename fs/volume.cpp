@@ -24,10 +24,6 @@ constexpr size_t kReadAheadWorkers = 2;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
 
-void AppendBe64(std::string& out, uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-
 std::string Hex(std::string_view bytes) { return HexEncode(AsBytes(bytes)); }
 
 // Logs and returns a Corruption for a block that failed verification.
