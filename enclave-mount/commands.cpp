@@ -102,6 +102,12 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
   s.mount->add_flag("--xattrs", o.xattrs,
                     "support extended attributes (costs every write(2) an "
                     "extra FUSE round trip; see docs/usage.md)");
+  s.mount
+      ->add_option("--writeback-share", o.writeback_share,
+                   "percent of the kernel's dirty page limit the mount's page "
+                   "cache may hold (kernel default for FUSE: 1)")
+      ->check(CLI::Range(1u, 100u))
+      ->capture_default_str();
   s.mount->add_option("-o", o.fuse_options,
                       "FUSE mount options, e.g. allow_other");
   CLI::Option* anchor_file =

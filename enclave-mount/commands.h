@@ -50,6 +50,7 @@ struct CliOptions {
   std::string commit_interval = "5s";
   bool foreground = false;
   bool xattrs = false;
+  unsigned writeback_share = 50;          // percent
   std::vector<std::string> fuse_options;  // each -o value
   std::string anchor_file;
   std::string anchor_command;

@@ -8,12 +8,14 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
 #include "enclave-mount/errno_map.h"
+#include "enclave-mount/writeback.h"
 
 namespace enclavefs {
 
@@ -508,9 +510,20 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
   if (session == nullptr) {
     return Status::InvalidArgument("invalid mount options: " + option_text);
   }
+  // Resolved before mounting: afterwards a stat of the mountpoint would wait
+  // for this not yet running session.
+  std::error_code ec;
+  const std::string resolved =
+      std::filesystem::canonical(options.mountpoint, ec).string();
   if (fuse_session_mount(session, options.mountpoint.c_str()) != 0) {
     fuse_session_destroy(session);
     return Status::IOError("cannot mount at " + options.mountpoint);
+  }
+  if (Status s = SetWritebackShare(ec ? options.mountpoint : resolved,
+                                   options.writeback_share);
+      !s.ok()) {
+    spdlog::warn("mount: page cache keeps the kernel's 1 % writeback share: {}",
+                 s.message());
   }
   auto server =
       std::unique_ptr<FuseServer>(new FuseServer(std::move(state), session));

@@ -39,6 +39,9 @@ struct FuseMountOptions {
   // ENOTSUP itself. With them, the kernel asks for security.capability on
   // every write(2) (libfuse 3.14 cannot negotiate HANDLE_KILLPRIV_V2).
   bool xattrs = false;
+  // Percent of the kernel's dirty page limit this mount's page cache may
+  // hold (enclave-mount/writeback.h); the kernel's default is 1.
+  unsigned writeback_share = 50;
   std::chrono::seconds cache_timeout{3600};
   unsigned max_idle_threads = 10;
   unsigned max_threads = 16;

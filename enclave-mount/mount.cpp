@@ -159,6 +159,7 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->fuse.volume = o.target.volume;
   plan->fuse.extra_options = o.fuse_options;
   plan->fuse.xattrs = o.xattrs;
+  plan->fuse.writeback_share = o.writeback_share;
 
   const std::string run_dir = RunDirectory();
   stdfs::create_directories(run_dir, ec);

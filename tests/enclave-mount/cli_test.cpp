@@ -56,6 +56,8 @@ TEST(CliParseTest, givenMountWithEveryOption_whenParsed_thenAllFieldsSet) {
                                     "--expect-generation",
                                     "42",
                                     "--takeover",
+                                    "--writeback-share",
+                                    "30",
                                     "--log-file",
                                     "/var/log/e.log"});
   ASSERT_TRUE(parsed.options) << parsed.output;
@@ -72,7 +74,20 @@ TEST(CliParseTest, givenMountWithEveryOption_whenParsed_thenAllFieldsSet) {
   EXPECT_EQ(o.anchor_file, "/trusted/anchor");
   EXPECT_EQ(o.expect_generation, 42u);
   EXPECT_TRUE(o.takeover);
+  EXPECT_EQ(o.writeback_share, 30u);
   EXPECT_EQ(o.log_file, "/var/log/e.log");
+}
+
+TEST(CliParseTest, givenWritebackShareOutOfRange_whenParsed_thenUsageError) {
+  for (const char* share : {"0", "101", "half"}) {
+    ParsedCommandLine parsed =
+        Parse({"mount", "--volume", "v", "/mnt/v", "--key-file", "k",
+               "--writeback-share", share});
+    EXPECT_FALSE(parsed.options) << share;
+    EXPECT_EQ(parsed.exit_code, 2) << share;
+    EXPECT_NE(parsed.output.find("--writeback-share"), std::string::npos)
+        << parsed.output;
+  }
 }
 
 TEST(CliParseTest, givenNoHost_whenParsed_thenNitroParentVsockDefault) {

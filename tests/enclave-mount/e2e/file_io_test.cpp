@@ -5,10 +5,13 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/enclave-mount/e2e/mounted_volume_test.h"
 
@@ -235,6 +238,35 @@ TEST_F(FileIoTest, givenQuota_whenStatfs_thenTotalsComeFromTheQuota) {
   EXPECT_LT(after.f_bfree, before.f_bfree);
   EXPECT_GE(after.f_files, 2u);  // the root directory and the file
 }
+
+// Parameter: the --writeback-share given, if any.
+class WritebackShareTest
+    : public MountedVolumeTest,
+      public ::testing::WithParamInterface<std::optional<unsigned>> {
+ protected:
+  std::vector<std::string> MountArguments() const override {
+    if (!GetParam()) return {};
+    return {"--writeback-share", std::to_string(*GetParam())};
+  }
+};
+
+TEST_P(WritebackShareTest, givenMount_whenReadingBdiMaxRatio_thenItIsTheShare) {
+  if (geteuid() != 0) GTEST_SKIP() << "only root may set a bdi's max_ratio";
+  struct stat st {};
+  ASSERT_EQ(stat(P("").c_str(), &st), 0) << std::strerror(errno);
+  const std::string path = "/sys/class/bdi/" +
+                           std::to_string(major(st.st_dev)) + ":" +
+                           std::to_string(minor(st.st_dev)) + "/max_ratio";
+  std::optional<std::string> ratio = ReadFile(path);
+  ASSERT_TRUE(ratio) << path;
+  EXPECT_EQ(*ratio, std::to_string(GetParam().value_or(50)) + "\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(DefaultAndGiven, WritebackShareTest,
+                         ::testing::Values(std::nullopt, 7u),
+                         [](const auto& info) {
+                           return info.param ? "Given" : "Default";
+                         });
 
 }  // namespace
 }  // namespace enclavefs::e2e
