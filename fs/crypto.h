@@ -87,8 +87,9 @@ class Aead {
                          std::span<const uint8_t> in, uint8_t* out,
                          std::span<uint8_t, kTagSize> tag) const = 0;
 
-  // Decrypts `in` into `out` if the tag verifies; Corruption "authentication
-  // failed" otherwise (the content of `out` is then unspecified).
+  // Decrypts `in` into `out` (`out` may equal in.data()) if the tag
+  // verifies; Corruption "authentication failed" otherwise (the content of
+  // `out` is then unspecified).
   virtual Status Decrypt(std::span<const uint8_t> nonce,
                          std::span<const uint8_t> ad,
                          std::span<const uint8_t> in,

@@ -19,8 +19,8 @@ Result<GetResult> SealedBlockStore::Get(std::span<const std::string> keys) {
   EFS_ASSIGN_OR_RETURN(GetResult values, inner_->Get(keys));
   for (size_t i = 0; i < values.size(); ++i) {
     if (!values[i]) continue;
-    EFS_ASSIGN_OR_RETURN(
-        *values[i], sealer_->Open(BlockKind::kOpaque, keys[i], *values[i]));
+    EFS_ASSIGN_OR_RETURN(*values[i], sealer_->Open(BlockKind::kOpaque, keys[i],
+                                                   std::move(*values[i])));
   }
   return values;
 }

@@ -181,7 +181,7 @@ Result<SealedBlock> SealerImpl::Seal(BlockKind kind, std::string_view name,
 }
 
 Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
-                                     std::string_view sealed,
+                                     std::string sealed,
                                      const Tag* expected_tag) {
   size_t class_size = 0;
   if (sealed.size() > kSealedOverhead) {
@@ -225,20 +225,19 @@ Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
   std::span<uint8_t> nonce_span(nonce, aead->nonce_size());
   MakeNonce(LoadLe(p + kCounterOffset, 8), nonce_span);
 
-  std::string plain(body_size, '\0');
-  auto* out = reinterpret_cast<uint8_t*>(plain.data());
+  auto* body = reinterpret_cast<uint8_t*>(sealed.data()) + kPrefixSize;
   const std::string ad = AssociatedData(kind, name);
   Status s =
-      aead->Decrypt(nonce_span, AsBytes(ad), {p + kPrefixSize, body_size},
-                    std::span<const uint8_t, kTagSize>(tag, kTagSize), out);
+      aead->Decrypt(nonce_span, AsBytes(ad), {body, body_size},
+                    std::span<const uint8_t, kTagSize>(tag, kTagSize), body);
   if (!s.ok()) return BlockCorruption(kind, name, "failed authentication");
-  const size_t len = LoadLe(out, kClassLengthPrefix);
+  const size_t len = LoadLe(body, kClassLengthPrefix);
   if (len > class_size) {
     return BlockCorruption(kind, name, "bad payload length");
   }
-  plain.erase(0, kClassLengthPrefix);
-  plain.resize(len);
-  return plain;
+  sealed.erase(0, kPrefixSize + kClassLengthPrefix);
+  sealed.resize(len);
+  return sealed;
 }
 
 }  // namespace enclavefs

@@ -82,8 +82,10 @@ class Sealer {
   // the block's tag must equal it (this is what detects a replayed or
   // swapped block). Corruption on any mismatch, wrong size or failed
   // authentication; the message names the block kind, never secret data.
+  // Decrypts in place: the plaintext returned reuses `sealed`'s buffer, so
+  // a caller done with the sealed bytes should move them in.
   virtual Result<std::string> Open(BlockKind kind, std::string_view name,
-                                   std::string_view sealed,
+                                   std::string sealed,
                                    const Tag* expected_tag = nullptr) = 0;
 };
 

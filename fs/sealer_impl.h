@@ -57,7 +57,7 @@ class SealerImpl : public Sealer {
   Result<SealedBlock> Seal(BlockKind kind, std::string_view name,
                            std::string_view plaintext) override;
   Result<std::string> Open(BlockKind kind, std::string_view name,
-                           std::string_view sealed,
+                           std::string sealed,
                            const Tag* expected_tag = nullptr) override;
 
  private:

@@ -558,8 +558,8 @@ Result<std::shared_ptr<const std::string>> Volume::FetchData(
     if (!got[i]) {
       failure = BlockFailure("data", ptrs[i].name, "is missing");
     } else {
-      Result<std::string> plain =
-          sealer_->Open(BlockKind::kData, ptrs[i].name, *got[i], &ptrs[i].tag);
+      Result<std::string> plain = sealer_->Open(
+          BlockKind::kData, ptrs[i].name, std::move(*got[i]), &ptrs[i].tag);
       if (plain.ok()) {
         auto data = std::make_shared<const std::string>(std::move(*plain));
         cache_.PutData(ptrs[i], data);
@@ -581,7 +581,7 @@ Result<std::shared_ptr<const Node>> Volume::LoadNode(const BlockPtr& ptr,
         GetResult got, store_->Get(std::span<const std::string>(&ptr.name, 1)));
     if (!got[0]) return BlockFailure("node", ptr.name, "is missing");
     Result<std::string> plain =
-        sealer_->Open(BlockKind::kNode, ptr.name, *got[0], &ptr.tag);
+        sealer_->Open(BlockKind::kNode, ptr.name, std::move(*got[0]), &ptr.tag);
     if (!plain.ok())
       return BlockFailure("node", ptr.name, plain.status().message());
     Result<Node> decoded = Node::Decode(*plain);
