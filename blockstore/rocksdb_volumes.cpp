@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string_view>
@@ -198,12 +200,23 @@ rocksdb::ColumnFamilyOptions BlocksCfOptions(
   cf.min_blob_size = 2048;
   cf.blob_file_size = 256 << 20;
   cf.blob_compression_type = rocksdb::kNoCompression;
-  cf.enable_blob_garbage_collection = true;
+  // Off until garbage piles up: Impl::TuneBlobGc switches it.
+  cf.enable_blob_garbage_collection = false;
   cf.blob_garbage_collection_age_cutoff = 0.25;
+  // While on, also compact for files that no write would bring to a
+  // compaction soon.
+  cf.blob_garbage_collection_force_threshold = kBlobGcOnRatio;
   return cf;
 }
 
 }  // namespace
+
+bool WantBlobGc(bool on, uint64_t blob_bytes, uint64_t garbage_bytes) {
+  if (blob_bytes == 0) return false;
+  const double ratio =
+      static_cast<double>(garbage_bytes) / static_cast<double>(blob_bytes);
+  return on ? ratio > kBlobGcOffRatio : ratio >= kBlobGcOnRatio;
+}
 
 struct RocksDbVolumes::Impl {
   std::string dir;
@@ -232,6 +245,43 @@ struct RocksDbVolumes::Impl {
     if (auto s = db->Close(); !s.ok()) {
       spdlog::error("store {}: close failed: {}", dir, s.ToString());
     }
+  }
+
+  std::mutex gc_mu;
+  bool gc_on = false;  // GUARDED_BY(gc_mu)
+  // steady_clock ticks of the last TuneBlobGc check.
+  std::atomic<int64_t> gc_checked{0};
+
+  // Turns blob garbage collection on or off (WantBlobGc) from the current
+  // blob and garbage bytes; checks at most twice a second.
+  void TuneBlobGc() {
+    const int64_t now = std::chrono::steady_clock::now().time_since_epoch() /
+                        std::chrono::milliseconds(1);
+    int64_t last = gc_checked.load(std::memory_order_relaxed);
+    if (now - last < 500 || !gc_checked.compare_exchange_strong(last, now)) {
+      return;
+    }
+    uint64_t blob_bytes = 0, garbage_bytes = 0;
+    if (!db->GetIntProperty(blocks, "rocksdb.live-blob-file-size",
+                            &blob_bytes) ||
+        !db->GetIntProperty(blocks, "rocksdb.live-blob-file-garbage-size",
+                            &garbage_bytes)) {
+      return;
+    }
+    std::lock_guard lock(gc_mu);
+    const bool want = WantBlobGc(gc_on, blob_bytes, garbage_bytes);
+    if (want == gc_on) return;
+    auto s = db->SetOptions(
+        blocks, {{"enable_blob_garbage_collection", want ? "true" : "false"}});
+    if (!s.ok()) {
+      spdlog::warn("store {}: cannot switch blob garbage collection: {}", dir,
+                   s.ToString());
+      return;
+    }
+    gc_on = want;
+    spdlog::info("store {}: blob garbage collection {} ({} of {} MiB garbage)",
+                 dir, want ? "on" : "off", garbage_bytes >> 20,
+                 blob_bytes >> 20);
   }
 
   std::shared_ptr<std::mutex> VolumeMutex(uint64_t id) {
@@ -368,6 +418,7 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
   impl->meta = impl->handles[0];
   impl->blocks = impl->handles[1];
   impl->index = impl->handles[2];
+  impl->TuneBlobGc();  // a store reopened with much garbage collects at once
   spdlog::info("opened block store {}", dir);
   return std::unique_ptr<RocksDbVolumes>(new RocksDbVolumes(std::move(impl)));
 }
@@ -529,8 +580,8 @@ Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
   // read, as Debian's librocksdb computes CRC32C in software
   // (docs/storage.md).
   options.verify_checksums = false;
-  db_->db->MultiGet(options, db_->blocks, keys.size(),
-                    slices.data(), values.data(), statuses.data());
+  db_->db->MultiGet(options, db_->blocks, keys.size(), slices.data(),
+                    values.data(), statuses.data());
   GetResult out(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].IsNotFound()) continue;
@@ -603,7 +654,9 @@ Status RocksDbBlockStore::Commit(const CommitBatch& batch) {
   record.blocks += static_cast<uint64_t>(count_delta);
   EFS_RETURN_IF_ERROR(FromRocks(
       wb.Put(db_->meta, VolumeKey(name_), EncodeRecord(record)), "batch"));
-  return db_->Write(&wb, batch.durable);
+  EFS_RETURN_IF_ERROR(db_->Write(&wb, batch.durable));
+  db_->TuneBlobGc();
+  return Status::Ok();
 }
 
 Result<StoreStats> RocksDbBlockStore::Stat() {

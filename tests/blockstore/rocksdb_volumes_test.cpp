@@ -473,5 +473,19 @@ TEST(RocksDbVolumesDeathTest,
   contract::ExpectStoreHolds(**store, {{"k", value}});
 }
 
+TEST(WantBlobGcTest,
+     givenGarbageRatio_whenDeciding_thenSwitchesWithHysteresis) {
+  // Off: turns on at half garbage, not below.
+  EXPECT_FALSE(WantBlobGc(false, 100, 49));
+  EXPECT_TRUE(WantBlobGc(false, 100, 50));
+  // On: stays on down to a fifth, turns off at or under it.
+  EXPECT_TRUE(WantBlobGc(true, 100, 49));
+  EXPECT_TRUE(WantBlobGc(true, 100, 21));
+  EXPECT_FALSE(WantBlobGc(true, 100, 20));
+  // No blob files: nothing to collect.
+  EXPECT_FALSE(WantBlobGc(false, 0, 0));
+  EXPECT_FALSE(WantBlobGc(true, 0, 0));
+}
+
 }  // namespace
 }  // namespace enclavefs
