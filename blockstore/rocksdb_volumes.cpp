@@ -249,7 +249,7 @@ struct RocksDbVolumes::Impl {
 
   std::mutex gc_mu;
   bool gc_on = false;  // GUARDED_BY(gc_mu)
-  // steady_clock ticks of the last TuneBlobGc check.
+  // steady_clock time of the last TuneBlobGc check, in milliseconds.
   std::atomic<int64_t> gc_checked{0};
 
   // Turns blob garbage collection on or off (WantBlobGc) from the current

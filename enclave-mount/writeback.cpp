@@ -70,6 +70,10 @@ Result<std::string> MountDevice(std::string_view mountinfo,
 
 Status SetWritebackShare(const std::string& mountpoint, unsigned percent) {
   std::ifstream in("/proc/self/mountinfo");
+  if (!in) {
+    return Status::IOError(std::string("cannot read /proc/self/mountinfo: ") +
+                           std::strerror(errno));
+  }
   std::stringstream text;
   text << in.rdbuf();
   EFS_ASSIGN_OR_RETURN(std::string device, MountDevice(text.str(), mountpoint));
