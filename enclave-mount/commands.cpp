@@ -108,6 +108,9 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
                    "cache may hold (kernel default for FUSE: 1)")
       ->check(CLI::Range(1u, 100u))
       ->capture_default_str();
+  s.mount->add_flag("--no-block-fill", o.no_block_fill,
+                    "answer a small read with only the pages asked for, not "
+                    "the rest of its block too (see docs/usage.md)");
   s.mount->add_option("-o", o.fuse_options,
                       "FUSE mount options, e.g. allow_other");
   CLI::Option* anchor_file =

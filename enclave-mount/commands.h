@@ -50,7 +50,8 @@ struct CliOptions {
   std::string commit_interval = "5s";
   bool foreground = false;
   bool xattrs = false;
-  unsigned writeback_share = 50;          // percent
+  unsigned writeback_share = 50;  // percent
+  bool no_block_fill = false;
   std::vector<std::string> fuse_options;  // each -o value
   std::string anchor_file;
   std::string anchor_command;

@@ -1,12 +1,15 @@
 #define FUSE_USE_VERSION 314
 #include "enclave-mount/fuse_ops.h"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -26,8 +29,54 @@ struct FuseState {
   uint32_t block_size = 0;
   Status final_status;  // set by Destroy
 
+  fuse_session* session = nullptr;
+  bool block_fill = true;
+
   std::mutex mu;
   std::unordered_map<uint64_t, uint64_t> lookups;  // GUARDED_BY(mu)
+
+  // Per file with writable handles or fills under way (fuse_ops.h, block
+  // fill). An entry exists only while one of its counts is non-zero.
+  struct FillGate {
+    uint32_t writers = 0;  // open writable handles and running truncates
+    uint32_t fills = 0;    // notify_store calls under way
+  };
+  std::mutex fill_mu;
+  std::condition_variable fills_done;
+  std::unordered_map<uint64_t, FillGate> fill_gates;  // GUARDED_BY(fill_mu)
+
+  // Called before the kernel can dirty pages of `ino`: waits for its
+  // running fills and keeps new ones out until EndWrite.
+  void BeginWrite(uint64_t ino) {
+    std::unique_lock lock(fill_mu);
+    FillGate& gate = fill_gates[ino];  // node-based: stays valid
+    ++gate.writers;
+    fills_done.wait(lock, [&] { return gate.fills == 0; });
+  }
+
+  void EndWrite(uint64_t ino) {
+    std::lock_guard lock(fill_mu);
+    auto it = fill_gates.find(ino);
+    if (it == fill_gates.end() || it->second.writers == 0) return;
+    if (--it->second.writers == 0 && it->second.fills == 0)
+      fill_gates.erase(it);
+  }
+
+  bool BeginFill(uint64_t ino) {
+    std::lock_guard lock(fill_mu);
+    FillGate& gate = fill_gates[ino];
+    if (gate.writers > 0) return false;
+    ++gate.fills;
+    return true;
+  }
+
+  void EndFill(uint64_t ino) {
+    std::lock_guard lock(fill_mu);
+    auto it = fill_gates.find(ino);
+    if (--it->second.fills > 0) return;
+    if (it->second.writers == 0) fill_gates.erase(it);
+    fills_done.notify_all();
+  }
 
   void Remember(uint64_t ino, uint64_t n = 1) {
     std::lock_guard lock(mu);
@@ -204,7 +253,11 @@ void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
   } else if (to_set & FUSE_SET_ATTR_MTIME) {
     change.mtime = Timespec{attr->st_mtim.tv_sec, attr->st_mtim.tv_nsec};
   }
-  ReplyAttr(req, FsOf(req).SetAttr(ino, change));
+  // A truncate changes the file without a writable handle (truncate(2)).
+  auto& state = StateOf(req);
+  if (change.size) state.BeginWrite(ino);
+  ReplyAttr(req, state.fs->SetAttr(ino, change));
+  if (change.size) state.EndWrite(ino);
 }
 
 void OnReadlink(fuse_req_t req, fuse_ino_t ino) {
@@ -259,9 +312,16 @@ void OnRename(fuse_req_t req, fuse_ino_t parent, const char* name,
 
 // ---- files ----
 
-void OnOpen(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+bool Writable(const fuse_file_info* fi) {
+  return (fi->flags & O_ACCMODE) != O_RDONLY;
+}
+
+void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto& state = StateOf(req);
   fi->keep_cache = 1;  // exclusive lease: nobody else changes the file
-  fuse_reply_open(req, fi);
+  const bool writable = Writable(fi);
+  if (writable) state.BeginWrite(ino);
+  if (fuse_reply_open(req, fi) != 0 && writable) state.EndWrite(ino);
 }
 
 void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -273,16 +333,60 @@ void OnCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto& state = StateOf(req);
   fuse_entry_param e = ToEntry(state, *attr);
   fi->keep_cache = 1;
+  const bool writable = Writable(fi);
   state.Remember(attr->ino);
-  if (fuse_reply_create(req, &e, fi) != 0) state.Drop(attr->ino, 1);
+  if (writable) state.BeginWrite(attr->ino);
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    if (writable) state.EndWrite(attr->ino);
+    state.Drop(attr->ino, 1);
+  }
+}
+
+void StorePages(const FuseState& state, fuse_ino_t ino, uint64_t offset,
+                std::string_view bytes) {
+  if (bytes.empty()) return;
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(bytes.size());
+  buf.buf[0].mem = const_cast<char*>(bytes.data());
+  const int rc = fuse_lowlevel_notify_store(
+      state.session, ino, static_cast<off_t>(offset), &buf, {});
+  // ENOENT: the kernel has dropped the inode meanwhile; nothing to fill.
+  if (rc != 0 && rc != -ENOENT) {
+    spdlog::debug("block fill of inode {} at {}: {}", ino, offset,
+                  std::strerror(-rc));
+  }
+}
+
+// Puts the pages of the block holding [off, off + size) that the read did
+// not ask for into the kernel's page cache (fuse_ops.h: block fill).
+void FillBlock(FuseState& state, fuse_ino_t ino, uint64_t off, size_t size) {
+  static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t block = state.block_size;
+  const uint64_t first = off - off % block;
+  if (size == 0 || size >= block || off + size > first + block) return;
+  if (!state.BeginFill(ino)) return;
+  Result<std::string> bytes = state.fs->Read(ino, first, block);
+  if (bytes.ok()) {
+    const std::string_view all(*bytes);
+    const uint64_t head_end = off - off % kPage;
+    const uint64_t tail_begin = (off + size + kPage - 1) / kPage * kPage;
+    StorePages(state, ino, first, all.substr(0, head_end - first));
+    if (tail_begin - first < all.size())
+      StorePages(state, ino, tail_begin, all.substr(tail_begin - first));
+  }
+  state.EndFill(ino);
 }
 
 void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-            fuse_file_info*) {
+            fuse_file_info* fi) {
+  auto& state = StateOf(req);
   Result<std::string> data =
-      FsOf(req).Read(ino, static_cast<uint64_t>(off), size);
+      state.fs->Read(ino, static_cast<uint64_t>(off), size);
   if (!data.ok()) return ReplyStatus(req, data.status());
   fuse_reply_buf(req, data->data(), data->size());
+  // Only after the reply: the kernel keeps the pages it asked for locked
+  // until then, so a fill touching them would wait.
+  if (state.block_fill && !(fi->flags & O_DIRECT))
+    FillBlock(state, ino, static_cast<uint64_t>(off), size);
 }
 
 void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
@@ -293,7 +397,8 @@ void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,
   fuse_reply_write(req, *written);
 }
 
-void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+void OnRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (Writable(fi)) StateOf(req).EndWrite(ino);
   fuse_reply_err(req, 0);
 }
 
@@ -495,6 +600,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
   state->fs = std::move(fs);
   state->store = std::move(store);
   state->timeout = static_cast<double>(options.cache_timeout.count());
+  state->block_fill = options.block_fill;
 
   const std::string option_text = FuseOptionString(options);
   std::vector<std::string> argv_text = {"enclavefs", "-o", option_text};
@@ -510,6 +616,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
   if (session == nullptr) {
     return Status::InvalidArgument("invalid mount options: " + option_text);
   }
+  state->session = session;
   // Resolved before mounting: afterwards a stat of the mountpoint would wait
   // for this not yet running session.
   std::error_code ec;

@@ -14,6 +14,15 @@
 // the volume is leased exclusively to this one mount: nobody else can change
 // it behind the kernel's back.
 //
+// Block fill: the daemon fetches, authenticates and caches whole blocks, so
+// after answering a read smaller than a block it also pushes the rest of
+// that block into the kernel's page cache (fuse_lowlevel_notify_store), and
+// later reads of it never reach the daemon. The kernel copies such data over
+// pages even when they are dirty, so a fill runs only while no writable
+// handle of the file is open and no truncate runs; opening for write waits
+// for running fills. With every writable handle released the kernel holds
+// no dirty page of the file (it writes them back before RELEASE).
+//
 // Thread safety: Run() drives a multi-threaded session loop; the handlers
 // are safe to run concurrently. Mount() and Run() are called from one thread.
 #pragma once
@@ -42,6 +51,9 @@ struct FuseMountOptions {
   // Percent of the kernel's dirty page limit this mount's page cache may
   // hold (enclave-mount/writeback.h); the kernel's default is 1.
   unsigned writeback_share = 50;
+  // true: after answering a read smaller than a block, the rest of that
+  // block goes into the kernel's page cache too (FuseState::FillBlock).
+  bool block_fill = true;
   std::chrono::seconds cache_timeout{3600};
   unsigned max_idle_threads = 10;
   unsigned max_threads = 16;

@@ -160,6 +160,7 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->fuse.extra_options = o.fuse_options;
   plan->fuse.xattrs = o.xattrs;
   plan->fuse.writeback_share = o.writeback_share;
+  plan->fuse.block_fill = !o.no_block_fill;
 
   const std::string run_dir = RunDirectory();
   stdfs::create_directories(run_dir, ec);

@@ -58,6 +58,7 @@ TEST(CliParseTest, givenMountWithEveryOption_whenParsed_thenAllFieldsSet) {
                                     "--takeover",
                                     "--writeback-share",
                                     "30",
+                                    "--no-block-fill",
                                     "--log-file",
                                     "/var/log/e.log"});
   ASSERT_TRUE(parsed.options) << parsed.output;
@@ -75,6 +76,7 @@ TEST(CliParseTest, givenMountWithEveryOption_whenParsed_thenAllFieldsSet) {
   EXPECT_EQ(o.expect_generation, 42u);
   EXPECT_TRUE(o.takeover);
   EXPECT_EQ(o.writeback_share, 30u);
+  EXPECT_TRUE(o.no_block_fill);
   EXPECT_EQ(o.log_file, "/var/log/e.log");
 }
 

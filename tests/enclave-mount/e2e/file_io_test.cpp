@@ -268,5 +268,98 @@ INSTANTIATE_TEST_SUITE_P(DefaultAndGiven, WritebackShareTest,
                            return info.param ? "Given" : "Default";
                          });
 
+// Block fill (enclave-mount/fuse_ops.h): a small read brings the rest of its
+// block into the page cache, unless --no-block-fill.
+class BlockFillTest : public MountedVolumeTest,
+                      public ::testing::WithParamInterface<bool> {
+ protected:
+  std::vector<std::string> MountArguments() const override {
+    if (GetParam()) return {};
+    return {"--no-block-fill"};
+  }
+};
+
+// Which of the pages of fd's first `size` bytes are in the page cache.
+std::vector<bool> ResidentPages(int fd, size_t size) {
+  void* map = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return {};
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((size + page - 1) / page);
+  std::vector<bool> resident;
+  if (mincore(map, size, vec.data()) == 0) {
+    for (unsigned char v : vec) resident.push_back((v & 1) != 0);
+  }
+  munmap(map, size);
+  return resident;
+}
+
+TEST_P(BlockFillTest,
+       givenColdFile_whenReadingOnePage_thenItsBlockIsCachedWithItsBytes) {
+  struct stat st {};
+  ASSERT_EQ(stat(P("").c_str(), &st), 0) << std::strerror(errno);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t block = static_cast<size_t>(st.st_blksize);
+  const size_t pages_per_block = block / page;
+  ASSERT_GE(pages_per_block, 4u);
+  // Two whole blocks, then a last block that ends inside its third page.
+  const std::string data = PatternBytes(5, 2 * block + 2 * page + 1000);
+  ASSERT_TRUE(WriteFileSynced(P("f"), data));
+  Remount();  // an empty page cache and no writable handle left
+  UniqueFd fd(open(P("f").c_str(), O_RDONLY));
+  ASSERT_TRUE(fd.ok()) << std::strerror(errno);
+  ASSERT_EQ(posix_fadvise(fd.get(), 0, 0, POSIX_FADV_RANDOM), 0);  // no RA
+  ASSERT_EQ(ResidentPages(fd.get(), data.size()),
+            std::vector<bool>(pages_per_block * 2 + 3, false));
+
+  const size_t in_block_1 = pages_per_block + 2;
+  const size_t in_last_block = 2 * pages_per_block;
+  for (size_t p : {in_block_1, in_last_block}) {
+    EXPECT_TRUE(PreadString(fd.get(), page, static_cast<off_t>(p * page)) ==
+                data.substr(p * page, page))
+        << "page " << p;
+  }
+
+  std::vector<bool> expected(pages_per_block * 2 + 3, false);
+  for (size_t p = 0; p < expected.size(); ++p) {
+    const size_t blk = p / pages_per_block;
+    expected[p] =
+        GetParam() ? blk >= 1 : (p == in_block_1 || p == in_last_block);
+  }
+  EXPECT_EQ(ResidentPages(fd.get(), data.size()), expected);
+  // The filled pages hold the file's bytes, the partial last page included.
+  EXPECT_TRUE(PreadString(fd.get(), data.size(), 0) == data);
+}
+
+TEST_P(BlockFillTest,
+       givenDirtyPageOfOpenWriter_whenReadingItsBlock_thenTheWriteSurvives) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const std::string old_data = PatternBytes(6, 4 * page);
+  ASSERT_TRUE(WriteFileSynced(P("f"), old_data));
+  Remount();
+  const std::string new_page = PatternBytes(7, page);
+  {
+    UniqueFd writer(open(P("f").c_str(), O_RDWR));
+    ASSERT_TRUE(writer.ok()) << std::strerror(errno);
+    ASSERT_TRUE(PwriteAll(writer.get(), new_page, 0));  // dirty, not sent
+    UniqueFd reader(open(P("f").c_str(), O_RDONLY));
+    ASSERT_TRUE(reader.ok()) << std::strerror(errno);
+    ASSERT_EQ(posix_fadvise(reader.get(), 0, 0, POSIX_FADV_RANDOM), 0);
+    // Page 2 is not cached: the daemon answers it and would fill page 0
+    // with the stored, older bytes if it did not know of the writer.
+    EXPECT_TRUE(PreadString(reader.get(), page, static_cast<off_t>(2 * page)) ==
+                old_data.substr(2 * page, page));
+    EXPECT_TRUE(PreadString(reader.get(), page, 0) == new_page)
+        << "the written page was overwritten with the stored one";
+  }
+  Remount();
+  EXPECT_TRUE(ReadFile(P("f")) == new_page + old_data.substr(page))
+      << "the write was lost";
+}
+
+INSTANTIATE_TEST_SUITE_P(OnAndOff, BlockFillTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "Fill" : "NoFill";
+                         });
+
 }  // namespace
 }  // namespace enclavefs::e2e
