@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <unordered_set>
+#include <utility>
 
 #include "blockstore/protocol.h"
 #include "fs/crypto.h"
@@ -493,7 +494,12 @@ const Volume::PendingData* Volume::UnsealedLocked(
 Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
                                                             uint64_t file,
                                                             uint64_t index) {
-  ReadAheadLocked(file, index);
+  // Drop-behind: a sequential reader does not come back for the block it
+  // has left (the kernel's page cache holds those pages), and freeing it
+  // lets the next fetch reuse its memory; touching fresh memory costs more
+  // than the copy (docs/performance.md).
+  const std::string behind = ReadAheadLocked(file, index, ptr.name);
+  if (!behind.empty() && behind != ptr.name) cache_.Erase(behind);
   if (const PendingData* unsealed = UnsealedLocked(ptr.name)) {
     return std::shared_ptr<const std::string>(unsealed->plain);
   }
@@ -505,37 +511,41 @@ Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
   return FetchData({ptr});
 }
 
-void Volume::ReadAheadLocked(uint64_t file, uint64_t index) {
+std::string Volume::ReadAheadLocked(uint64_t file, uint64_t index,
+                                    const std::string& name) {
   const uint64_t window = options_.readahead_blocks;
   if (!read_ahead_ || index >= std::numeric_limits<uint64_t>::max() - window) {
-    return;
+    return {};
   }
+  std::string behind;
   uint64_t from, to;  // blocks [from, to) to queue
   {
     std::lock_guard lock(readahead_mu_);
     // Forget old files rather than grow without bound.
     if (cursors_.size() > 4096) cursors_.clear();
-    auto [it, inserted] = cursors_.try_emplace(file, ReadCursor{index, index});
+    auto [it, inserted] =
+        cursors_.try_emplace(file, ReadCursor{index, index, {}});
     ReadCursor& cursor = it->second;
     const bool sequential = !inserted && cursor.last + 1 == index;
     cursor.last = index;
+    behind = std::exchange(cursor.last_name, name);
     if (!sequential) {
       cursor.scheduled = index;
-      return;
+      return {};
     }
     // Top the window up once half of it has been consumed.
-    if (cursor.scheduled >= index + window / 2) return;
+    if (cursor.scheduled >= index + window / 2) return behind;
     from = std::max(cursor.scheduled, index) + 1;
     to = index + window + 1;
     cursor.scheduled = to - 1;
   }
   Result<std::vector<std::pair<std::string, std::string>>> extents =
       tree_.Scan(ExtentKey(file, from), ExtentKey(file, to), window);
-  if (!extents.ok()) return;  // the reader's own fetch reports the error
+  if (!extents.ok()) return behind;  // the reader's fetch reports the error
   std::vector<BlockPtr> batch;
   for (const auto& [key, value] : *extents) {
     Result<BlockPtr> next = BlockPtr::Decode(value);
-    if (!next.ok()) return;
+    if (!next.ok()) return behind;
     if (UnsealedLocked(next->name) || cache_.Contains(*next)) continue;
     batch.push_back(std::move(*next));
     if (batch.size() == kReadAheadBatch) {
@@ -544,6 +554,7 @@ void Volume::ReadAheadLocked(uint64_t file, uint64_t index) {
     }
   }
   if (!batch.empty()) read_ahead_->Schedule(std::move(batch));
+  return behind;
 }
 
 Result<std::shared_ptr<const std::string>> Volume::FetchData(

@@ -291,9 +291,11 @@ class Volume : private NodeLoader {
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
                                                       uint64_t index);
-  // Queues read-ahead after a read of block `index` of `file`, if the file
-  // is being read sequentially. REQUIRES mu_ held.
-  void ReadAheadLocked(uint64_t file, uint64_t index);
+  // Queues read-ahead after a read of block `index` (named `name`) of
+  // `file`, if the file is being read sequentially. Returns the name of the
+  // block such a reader has just left behind, else "". REQUIRES mu_ held.
+  std::string ReadAheadLocked(uint64_t file, uint64_t index,
+                              const std::string& name);
   // Fetches `ptrs` in one Get, verifies and caches them; returns the
   // plaintext of ptrs[0]. Failures of the others (read-ahead) only skip them.
   Result<std::shared_ptr<const std::string>> FetchData(
@@ -335,8 +337,9 @@ class Volume : private NodeLoader {
   std::atomic<bool> commit_deferred_{false};
 
   struct ReadCursor {
-    uint64_t last;       // the block read last
-    uint64_t scheduled;  // read-ahead has been queued up to this block
+    uint64_t last;          // the block read last
+    uint64_t scheduled;     // read-ahead has been queued up to this block
+    std::string last_name;  // name of block `last`
   };
   std::mutex readahead_mu_;
   std::unordered_map<uint64_t, ReadCursor> cursors_;  // by file

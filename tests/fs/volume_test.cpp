@@ -425,6 +425,37 @@ TEST(VolumeTest,
   EXPECT_LT(batches.size(), 40u / 2);
 }
 
+TEST(VolumeTest,
+     givenSequentialReader_whenBlocksAreLeftBehind_thenOnlyThoseAreUncached) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    for (uint64_t i = 0; i < 40; ++i) {
+      ASSERT_TRUE(
+          volume->WriteData(5, i, Block(static_cast<char>('A' + i))).ok());
+    }
+    ASSERT_TRUE(volume->Commit(true).ok());
+  }
+  VolumeOptions options = ManualOptions();
+  options.readahead_blocks = 8;
+  auto volume = env.MustOpen(options);
+  ASSERT_TRUE(volume->ListData(5, 0, 40, 40).ok());  // nodes cached
+  for (uint64_t i = 0; i < 40; ++i) {
+    ASSERT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
+  }
+  // Randomly read blocks stay cached.
+  for (uint64_t i : {30u, 12u, 20u}) (void)MustRead(*volume, 5, i);
+  env.store().ResetCounters();
+  for (uint64_t i : {20u, 30u, 12u}) {
+    EXPECT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
+  }
+  EXPECT_EQ(env.store().get_keys(), 0u);
+  // A block the sequential reader left behind, and not read since, is
+  // fetched again.
+  EXPECT_EQ(MustRead(*volume, 5, 25), Block(static_cast<char>('A' + 25)));
+  EXPECT_EQ(env.store().get_keys(), 1u);
+}
+
 TEST(VolumeTest, givenRandomReads_whenCacheIsCold_thenNoReadAhead) {
   VolumeEnv env;
   {
