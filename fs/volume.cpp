@@ -494,12 +494,13 @@ const Volume::PendingData* Volume::UnsealedLocked(
 Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
                                                             uint64_t file,
                                                             uint64_t index) {
-  // Drop-behind: a sequential reader does not come back for the block it
-  // has left (the kernel's page cache holds those pages), and freeing it
-  // lets the next fetch reuse its memory; touching fresh memory costs more
-  // than the copy (docs/performance.md).
-  const std::string behind = ReadAheadLocked(file, index, ptr.name);
-  if (!behind.empty() && behind != ptr.name) cache_.Erase(behind);
+  // Drop-behind: a sequential reader does not come back for the blocks it
+  // has left (the kernel's page cache holds those pages), and freeing them
+  // lets the next fetches reuse their memory; touching fresh memory costs
+  // more than the copy (docs/performance.md).
+  for (const std::string& done : ReadAheadLocked(file, index, ptr.name)) {
+    cache_.Erase(done);
+  }
   if (const PendingData* unsealed = UnsealedLocked(ptr.name)) {
     return std::shared_ptr<const std::string>(unsealed->plain);
   }
@@ -511,41 +512,52 @@ Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
   return FetchData({ptr});
 }
 
-std::string Volume::ReadAheadLocked(uint64_t file, uint64_t index,
-                                    const std::string& name) {
+std::vector<std::string> Volume::ReadAheadLocked(uint64_t file, uint64_t index,
+                                                 const std::string& name) {
   const uint64_t window = options_.readahead_blocks;
   if (!read_ahead_ || index >= std::numeric_limits<uint64_t>::max() - window) {
     return {};
   }
-  std::string behind;
+  std::vector<std::string> left;
   uint64_t from, to;  // blocks [from, to) to queue
   {
     std::lock_guard lock(readahead_mu_);
     // Forget old files rather than grow without bound.
     if (cursors_.size() > 4096) cursors_.clear();
-    auto [it, inserted] =
-        cursors_.try_emplace(file, ReadCursor{index, index, {}});
+    auto [it, inserted] = cursors_.try_emplace(file);
     ReadCursor& cursor = it->second;
-    const bool sequential = !inserted && cursor.last + 1 == index;
-    cursor.last = index;
-    behind = std::exchange(cursor.last_name, name);
-    if (!sequential) {
-      cursor.scheduled = index;
+    // The kernel answers one sequential reader with several concurrent
+    // READs, so an established stream's blocks arrive a little out of
+    // order: anything within a window of its front still belongs to it.
+    const bool next = !inserted && index == cursor.front + 1;
+    const bool near = !inserted && cursor.streaming &&
+                      index + window >= cursor.front &&
+                      index <= cursor.front + window;
+    if (!next && !near) {  // random access, or a new stream starts here
+      cursor = ReadCursor{index, index, false, {}};
+      cursor.read.emplace_back(index, name);
       return {};
     }
+    cursor.streaming = true;
+    cursor.front = std::max(cursor.front, index);
+    cursor.read.emplace_back(index, name);
+    while (cursor.read.front().first + window < cursor.front) {
+      left.push_back(std::move(cursor.read.front().second));
+      cursor.read.pop_front();
+    }
     // Top the window up once half of it has been consumed.
-    if (cursor.scheduled >= index + window / 2) return behind;
-    from = std::max(cursor.scheduled, index) + 1;
-    to = index + window + 1;
+    if (cursor.scheduled >= cursor.front + window / 2) return left;
+    from = std::max(cursor.scheduled, cursor.front) + 1;
+    to = cursor.front + window + 1;
     cursor.scheduled = to - 1;
   }
   Result<std::vector<std::pair<std::string, std::string>>> extents =
       tree_.Scan(ExtentKey(file, from), ExtentKey(file, to), window);
-  if (!extents.ok()) return behind;  // the reader's fetch reports the error
+  if (!extents.ok()) return left;  // the reader's fetch reports the error
   std::vector<BlockPtr> batch;
   for (const auto& [key, value] : *extents) {
     Result<BlockPtr> next = BlockPtr::Decode(value);
-    if (!next.ok()) return behind;
+    if (!next.ok()) return left;
     if (UnsealedLocked(next->name) || cache_.Contains(*next)) continue;
     batch.push_back(std::move(*next));
     if (batch.size() == kReadAheadBatch) {
@@ -554,7 +566,7 @@ std::string Volume::ReadAheadLocked(uint64_t file, uint64_t index,
     }
   }
   if (!batch.empty()) read_ahead_->Schedule(std::move(batch));
-  return behind;
+  return left;
 }
 
 Result<std::shared_ptr<const std::string>> Volume::FetchData(

@@ -44,6 +44,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -292,10 +293,10 @@ class Volume : private NodeLoader {
                                                       uint64_t file,
                                                       uint64_t index);
   // Queues read-ahead after a read of block `index` (named `name`) of
-  // `file`, if the file is being read sequentially. Returns the name of the
-  // block such a reader has just left behind, else "". REQUIRES mu_ held.
-  std::string ReadAheadLocked(uint64_t file, uint64_t index,
-                              const std::string& name);
+  // `file`, if the file is being read sequentially. Returns the names of the
+  // blocks such a reader has left a window behind. REQUIRES mu_ held.
+  std::vector<std::string> ReadAheadLocked(uint64_t file, uint64_t index,
+                                           const std::string& name);
   // Fetches `ptrs` in one Get, verifies and caches them; returns the
   // plaintext of ptrs[0]. Failures of the others (read-ahead) only skip them.
   Result<std::shared_ptr<const std::string>> FetchData(
@@ -337,9 +338,10 @@ class Volume : private NodeLoader {
   std::atomic<bool> commit_deferred_{false};
 
   struct ReadCursor {
-    uint64_t last;          // the block read last
-    uint64_t scheduled;     // read-ahead has been queued up to this block
-    std::string last_name;  // name of block `last`
+    uint64_t front = 0;      // the furthest block the stream has read
+    uint64_t scheduled = 0;  // read-ahead has been queued up to this block
+    bool streaming = false;  // has read two consecutive blocks
+    std::deque<std::pair<uint64_t, std::string>> read;  // index, name
   };
   std::mutex readahead_mu_;
   std::unordered_map<uint64_t, ReadCursor> cursors_;  // by file

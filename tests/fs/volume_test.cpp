@@ -456,6 +456,43 @@ TEST(VolumeTest,
   EXPECT_EQ(env.store().get_keys(), 1u);
 }
 
+TEST(
+    VolumeTest,
+    givenSequentialReadsSlightlyOutOfOrder_whenCacheIsCold_thenReadAheadKeepsUp) {
+  VolumeEnv env;
+  {
+    auto volume = env.MustOpen();
+    for (uint64_t i = 0; i < 34; ++i) {
+      ASSERT_TRUE(
+          volume->WriteData(5, i, Block(static_cast<char>('A' + i))).ok());
+    }
+    ASSERT_TRUE(volume->Commit(true).ok());
+  }
+  VolumeOptions options = ManualOptions();
+  options.readahead_blocks = 8;
+  auto volume = env.MustOpen(options);
+  ASSERT_TRUE(volume->ListData(5, 0, 34, 34).ok());  // nodes cached
+  env.store().ResetCounters();
+  // After two consecutive blocks, pairs of concurrent READs of the kernel,
+  // four blocks each, interleaved with the later one ahead: no block comes
+  // right after the block before it.
+  std::vector<uint64_t> order = {0, 1};
+  for (uint64_t base = 2; base + 8 <= 34; base += 8) {
+    for (uint64_t j = 0; j < 4; ++j) {
+      order.push_back(base + 4 + j);
+      order.push_back(base + j);
+    }
+  }
+  for (uint64_t i : order) {
+    EXPECT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
+  }
+  const auto batches = env.store().get_batch_sizes();
+  size_t keys = 0;
+  for (size_t b : batches) keys += b;
+  EXPECT_EQ(keys, 34u) << "a block was fetched twice";
+  EXPECT_LT(batches.size(), 34u / 2) << "read-ahead restarted";
+}
+
 TEST(VolumeTest, givenRandomReads_whenCacheIsCold_thenNoReadAhead) {
   VolumeEnv env;
   {
