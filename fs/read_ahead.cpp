@@ -12,13 +12,10 @@ ReadAhead::~ReadAhead() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    for (const auto& batch : queue_) {
-      for (const auto& ptr : batch) in_flight_.erase(ptr.name);
-    }
+    for (const auto& batch : queue_) Finish(batch);
     queue_.clear();
   }
   work_cv_.notify_all();
-  done_cv_.notify_all();
   for (auto& worker : workers_) worker.join();
 }
 
@@ -26,18 +23,28 @@ void ReadAhead::Schedule(std::vector<BlockPtr> ptrs) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    std::erase_if(ptrs, [this](const BlockPtr& ptr) {
-      return !in_flight_.insert(ptr.name).second;
+    auto fetched = std::make_shared<Fetched>();
+    std::erase_if(ptrs, [&](const BlockPtr& ptr) {
+      return !in_flight_.emplace(ptr.name, fetched).second;
     });
     if (ptrs.empty()) return;
-    queue_.push_back(std::move(ptrs));
+    queue_.push_back(Batch{std::move(ptrs), std::move(fetched)});
   }
   work_cv_.notify_one();
 }
 
 void ReadAhead::WaitFor(const std::string& name) {
   std::unique_lock lock(mu_);
-  done_cv_.wait(lock, [&] { return !in_flight_.contains(name); });
+  auto it = in_flight_.find(name);
+  if (it == in_flight_.end()) return;
+  std::shared_ptr<Fetched> fetched = it->second;
+  fetched->cv.wait(lock, [&] { return fetched->done; });
+}
+
+void ReadAhead::Finish(const Batch& batch) {
+  for (const auto& ptr : batch.ptrs) in_flight_.erase(ptr.name);
+  batch.fetched->done = true;
+  batch.fetched->cv.notify_all();
 }
 
 void ReadAhead::WorkerLoop() {
@@ -45,13 +52,12 @@ void ReadAhead::WorkerLoop() {
   while (true) {
     work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping
-    std::vector<BlockPtr> batch = std::move(queue_.front());
+    Batch batch = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    fetch_(batch);
+    fetch_(batch.ptrs);
     lock.lock();
-    for (const auto& ptr : batch) in_flight_.erase(ptr.name);
-    done_cv_.notify_all();
+    Finish(batch);
   }
 }
 

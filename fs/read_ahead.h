@@ -6,7 +6,8 @@
 // takes one batch at a time and runs the owner's fetch function on it (one
 // host Get, verification, insertion into the cache). A reader that misses
 // the cache calls WaitFor first, so it never fetches a block that a worker is
-// already bringing in.
+// already bringing in. Each batch has its own condition variable, so a
+// finished batch wakes only the readers waiting for one of its blocks.
 //
 // Thread safety: every method is safe to call concurrently. The destructor
 // drops queued batches, waits for running ones and joins the workers, so the
@@ -16,10 +17,11 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "fs/btree.h"
@@ -41,15 +43,26 @@ class ReadAhead {
   void WaitFor(const std::string& name);
 
  private:
+  struct Fetched {
+    std::condition_variable cv;  // notified once `done` is set
+    bool done = false;           // GUARDED_BY(mu_)
+  };
+  struct Batch {
+    std::vector<BlockPtr> ptrs;
+    std::shared_ptr<Fetched> fetched;
+  };
+
   void WorkerLoop();
+  // Ends the batch's wait: its blocks are cached or failed. REQUIRES mu_.
+  void Finish(const Batch& batch);
 
   const FetchFn fetch_;
   std::mutex mu_;
-  std::condition_variable work_cv_;          // a batch was queued, or stopping
-  std::condition_variable done_cv_;          // a batch finished
-  std::deque<std::vector<BlockPtr>> queue_;  // GUARDED_BY(mu_)
-  std::unordered_set<std::string> in_flight_;  // names; GUARDED_BY(mu_)
-  bool stopping_ = false;                      // GUARDED_BY(mu_)
+  std::condition_variable work_cv_;  // a batch was queued, or stopping
+  std::deque<Batch> queue_;          // GUARDED_BY(mu_)
+  // Each queued or running block's batch; GUARDED_BY(mu_).
+  std::unordered_map<std::string, std::shared_ptr<Fetched>> in_flight_;
+  bool stopping_ = false;  // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;
 };
 
