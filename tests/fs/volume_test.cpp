@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <latch>
+#include <numeric>
 #include <thread>
 
 #include "tests/fs/volume_test_env.h"
@@ -394,26 +395,47 @@ TEST(VolumeTest, givenLargeVolume_whenOpened_thenOnlyHeaderAndRootAreRead) {
   EXPECT_LE(env.store().get_keys(), 4u);
 }
 
+constexpr uint64_t kReadAheadWindow = 8;
+
+std::string FileBlock(uint64_t i) { return Block(static_cast<char>('A' + i)); }
+
+// env's volume holding FileBlock(i) as blocks 0..count-1 of file 5, opened
+// again with a kReadAheadWindow read-ahead window and its tree nodes
+// loaded, so that the store's counters (reset) see data blocks only.
+std::unique_ptr<Volume> OpenWithSequentialFile(VolumeEnv& env, uint64_t count) {
+  {
+    auto volume = env.MustOpen();
+    for (uint64_t i = 0; i < count; ++i) {
+      EXPECT_TRUE(volume->WriteData(5, i, FileBlock(i)).ok());
+    }
+    EXPECT_TRUE(volume->Commit(true).ok());
+  }
+  VolumeOptions options = ManualOptions();
+  options.readahead_blocks = kReadAheadWindow;
+  auto volume = env.MustOpen(options);
+  EXPECT_TRUE(volume->ListData(5, 0, count, count).ok());
+  env.store().ResetCounters();
+  return volume;
+}
+
+// Reads blocks of file 5 in `order`, checking each one's bytes.
+void ReadInOrder(Volume& volume, const std::vector<uint64_t>& order) {
+  for (uint64_t i : order) {
+    EXPECT_EQ(MustRead(volume, 5, i), FileBlock(i)) << "block " << i;
+  }
+}
+
+std::vector<uint64_t> FirstBlocks(uint64_t count) {
+  std::vector<uint64_t> blocks(count);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  return blocks;
+}
+
 TEST(VolumeTest,
      givenSequentialReads_whenCacheIsCold_thenReadAheadFetchesBlocksInBatches) {
   VolumeEnv env;
-  {
-    auto volume = env.MustOpen();
-    for (uint64_t i = 0; i < 40; ++i) {
-      ASSERT_TRUE(
-          volume->WriteData(5, i, Block(static_cast<char>('A' + i))).ok());
-    }
-    ASSERT_TRUE(volume->Commit(true).ok());
-  }
-  VolumeOptions options = ManualOptions();
-  options.readahead_blocks = 8;
-  auto volume = env.MustOpen(options);
-  // Load the tree's nodes first, so that only data blocks are counted.
-  ASSERT_TRUE(volume->ListData(5, 0, 40, 40).ok());
-  env.store().ResetCounters();
-  for (uint64_t i = 0; i < 40; ++i) {
-    EXPECT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
-  }
+  auto volume = OpenWithSequentialFile(env, 40);
+  ReadInOrder(*volume, FirstBlocks(40));
   // Blocks 0 and 1 are fetched one by one; from then on the read-ahead
   // window brings several blocks per Get, each block exactly once.
   const auto batches = env.store().get_batch_sizes();
@@ -421,38 +443,23 @@ TEST(VolumeTest,
   for (size_t b : batches) keys += b, largest = std::max(largest, b);
   EXPECT_EQ(keys, 40u);
   EXPECT_GT(largest, 1u);
-  EXPECT_LE(largest, options.readahead_blocks);
+  EXPECT_LE(largest, kReadAheadWindow);
   EXPECT_LT(batches.size(), 40u / 2);
 }
 
 TEST(VolumeTest,
      givenSequentialReader_whenBlocksAreLeftBehind_thenOnlyThoseAreUncached) {
   VolumeEnv env;
-  {
-    auto volume = env.MustOpen();
-    for (uint64_t i = 0; i < 40; ++i) {
-      ASSERT_TRUE(
-          volume->WriteData(5, i, Block(static_cast<char>('A' + i))).ok());
-    }
-    ASSERT_TRUE(volume->Commit(true).ok());
-  }
-  VolumeOptions options = ManualOptions();
-  options.readahead_blocks = 8;
-  auto volume = env.MustOpen(options);
-  ASSERT_TRUE(volume->ListData(5, 0, 40, 40).ok());  // nodes cached
-  for (uint64_t i = 0; i < 40; ++i) {
-    ASSERT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
-  }
+  auto volume = OpenWithSequentialFile(env, 40);
+  ReadInOrder(*volume, FirstBlocks(40));
   // Randomly read blocks stay cached.
-  for (uint64_t i : {30u, 12u, 20u}) (void)MustRead(*volume, 5, i);
+  ReadInOrder(*volume, {30, 12, 20});
   env.store().ResetCounters();
-  for (uint64_t i : {20u, 30u, 12u}) {
-    EXPECT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
-  }
+  ReadInOrder(*volume, {20, 30, 12});
   EXPECT_EQ(env.store().get_keys(), 0u);
   // A block the sequential reader left behind, and not read since, is
   // fetched again.
-  EXPECT_EQ(MustRead(*volume, 5, 25), Block(static_cast<char>('A' + 25)));
+  EXPECT_EQ(MustRead(*volume, 5, 25), FileBlock(25));
   EXPECT_EQ(env.store().get_keys(), 1u);
 }
 
@@ -460,19 +467,7 @@ TEST(
     VolumeTest,
     givenSequentialReadsSlightlyOutOfOrder_whenCacheIsCold_thenReadAheadKeepsUp) {
   VolumeEnv env;
-  {
-    auto volume = env.MustOpen();
-    for (uint64_t i = 0; i < 34; ++i) {
-      ASSERT_TRUE(
-          volume->WriteData(5, i, Block(static_cast<char>('A' + i))).ok());
-    }
-    ASSERT_TRUE(volume->Commit(true).ok());
-  }
-  VolumeOptions options = ManualOptions();
-  options.readahead_blocks = 8;
-  auto volume = env.MustOpen(options);
-  ASSERT_TRUE(volume->ListData(5, 0, 34, 34).ok());  // nodes cached
-  env.store().ResetCounters();
+  auto volume = OpenWithSequentialFile(env, 34);
   // After two consecutive blocks, pairs of concurrent READs of the kernel,
   // four blocks each, interleaved with the later one ahead: no block comes
   // right after the block before it.
@@ -483,9 +478,7 @@ TEST(
       order.push_back(base + j);
     }
   }
-  for (uint64_t i : order) {
-    EXPECT_EQ(MustRead(*volume, 5, i), Block(static_cast<char>('A' + i)));
-  }
+  ReadInOrder(*volume, order);
   const auto batches = env.store().get_batch_sizes();
   size_t keys = 0;
   for (size_t b : batches) keys += b;
