@@ -545,6 +545,9 @@ std::vector<std::string> Volume::ReadAheadLocked(uint64_t file, uint64_t index,
       left.push_back(std::move(cursor.read.front().second));
       cursor.read.pop_front();
     }
+    // A reader going round the same few blocks never moves the front: keep
+    // the list bounded (the blocks it forgets just stay cached).
+    while (cursor.read.size() > 2 * window) cursor.read.pop_front();
     // Top the window up once half of it has been consumed.
     if (cursor.scheduled >= cursor.front + window / 2) return left;
     from = std::max(cursor.scheduled, cursor.front) + 1;
