@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -356,37 +357,49 @@ void StorePages(const FuseState& state, fuse_ino_t ino, uint64_t offset,
   }
 }
 
-// Puts the pages of the block holding [off, off + size) that the read did
-// not ask for into the kernel's page cache (fuse_ops.h: block fill).
-void FillBlock(FuseState& state, fuse_ino_t ino, uint64_t off, size_t size) {
+// Answers a read smaller than a block from one read of its whole block,
+// then puts the block's other pages into the kernel's page cache
+// (fuse_ops.h: block fill). False, having answered nothing, if the read
+// spans blocks or the file has a writer.
+bool ReadAndFillBlock(fuse_req_t req, FuseState& state, fuse_ino_t ino,
+                      uint64_t off, size_t size) {
   static const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t block = state.block_size;
   const uint64_t first = off - off % block;
-  if (size == 0 || size >= block || off + size > first + block) return;
-  if (!state.BeginFill(ino)) return;
+  if (size == 0 || size >= block || off + size > first + block) return false;
+  if (!state.BeginFill(ino)) return false;
   Result<std::string> bytes = state.fs->Read(ino, first, block);
-  if (bytes.ok()) {
-    const std::string_view all(*bytes);
-    const uint64_t head_end = off - off % kPage;
-    const uint64_t tail_begin = (off + size + kPage - 1) / kPage * kPage;
-    StorePages(state, ino, first, all.substr(0, head_end - first));
-    if (tail_begin - first < all.size())
-      StorePages(state, ino, tail_begin, all.substr(tail_begin - first));
+  if (!bytes.ok()) {
+    state.EndFill(ino);
+    ReplyStatus(req, bytes.status());
+    return true;
   }
+  const std::string_view all(*bytes);
+  const std::string_view asked =
+      all.substr(std::min<uint64_t>(off - first, all.size()), size);
+  fuse_reply_buf(req, asked.data(), asked.size());
+  // Only after the reply: the kernel keeps the pages it asked for locked
+  // until then, so a store touching them would wait.
+  const uint64_t head_end = off - off % kPage;
+  const uint64_t tail_begin = (off + size + kPage - 1) / kPage * kPage;
+  StorePages(state, ino, first, all.substr(0, head_end - first));
+  if (tail_begin - first < all.size())
+    StorePages(state, ino, tail_begin, all.substr(tail_begin - first));
   state.EndFill(ino);
+  return true;
 }
 
 void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             fuse_file_info* fi) {
   auto& state = StateOf(req);
+  if (state.block_fill && !(fi->flags & O_DIRECT) &&
+      ReadAndFillBlock(req, state, ino, static_cast<uint64_t>(off), size)) {
+    return;
+  }
   Result<std::string> data =
       state.fs->Read(ino, static_cast<uint64_t>(off), size);
   if (!data.ok()) return ReplyStatus(req, data.status());
   fuse_reply_buf(req, data->data(), data->size());
-  // Only after the reply: the kernel keeps the pages it asked for locked
-  // until then, so a fill touching them would wait.
-  if (state.block_fill && !(fi->flags & O_DIRECT))
-    FillBlock(state, ino, static_cast<uint64_t>(off), size);
 }
 
 void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,

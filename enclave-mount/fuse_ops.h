@@ -52,7 +52,8 @@ struct FuseMountOptions {
   // hold (enclave-mount/writeback.h); the kernel's default is 1.
   unsigned writeback_share = 50;
   // true: after answering a read smaller than a block, the rest of that
-  // block goes into the kernel's page cache too (FuseState::FillBlock).
+  // block goes into the kernel's page cache too (fuse_ops.cpp,
+  // ReadAndFillBlock).
   bool block_fill = true;
   std::chrono::seconds cache_timeout{3600};
   unsigned max_idle_threads = 10;
