@@ -177,9 +177,10 @@ class EnclaveFs(FuseSystem):
     name = "enclavefs"
     volume = "bench"
 
-    def __init__(self, workdir, build_dir):
+    def __init__(self, workdir, build_dir, block_size=None):
         super().__init__(workdir)
         self.build_dir = build_dir
+        self.block_size = block_size
         self.host_bin = os.path.join(build_dir, "host-server",
                                      "enclavefs-host")
         self.efs_bin = os.path.join(build_dir, "enclave-mount", "enclavefs")
@@ -203,7 +204,9 @@ class EnclaveFs(FuseSystem):
         with open(os.open(self.key_file, os.O_WRONLY | os.O_CREAT, 0o600),
                   "w", encoding="ascii") as f:
             f.write(os.urandom(32).hex() + "\n")
-        run([self.efs_bin, "format", *self._keyopts()], env=self._env())
+        size_opts = ["--block-size", self.block_size] if self.block_size else []
+        run([self.efs_bin, "format", *self._keyopts(), *size_opts],
+            env=self._env())
         self.stats_available = self._query_stats() is not None
         if not self.stats_available:
             warn("enclavefs-host has no 'volume stats --json' yet: "
@@ -285,17 +288,19 @@ class EnclaveFs(FuseSystem):
                 for line in f:
                     if line.startswith("CMAKE_BUILD_TYPE:"):
                         build_type = line.split("=", 1)[1].strip() or "default"
-        return f"enclavefs {commit}{'+dirty' if dirty else ''} {build_type}"
+        block_size = self.block_size or "default"
+        return (f"enclavefs {commit}{'+dirty' if dirty else ''} {build_type}, "
+                f"block size {block_size}")
 
 
 PEERS = ("gocryptfs", "securefs", "cryfs")
 ALL_SYSTEMS = ("enclavefs",) + PEERS + ("native",)
 
 
-def make_system(name, workdir, build_dir):
+def make_system(name, workdir, build_dir, block_size=None):
     classes = {c.name: c for c in (Native, Gocryptfs, Securefs, Cryfs)}
     if name == "enclavefs":
-        return EnclaveFs(workdir, build_dir)
+        return EnclaveFs(workdir, build_dir, block_size)
     return classes[name](workdir)
 
 
