@@ -17,6 +17,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "enclave-mount/errno_map.h"
 #include "enclave-mount/writeback.h"
@@ -396,10 +397,26 @@ void OnRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
       ReadAndFillBlock(req, state, ino, static_cast<uint64_t>(off), size)) {
     return;
   }
-  Result<std::string> data =
-      state.fs->Read(ino, static_cast<uint64_t>(off), size);
-  if (!data.ok()) return ReplyStatus(req, data.status());
-  fuse_reply_buf(req, data->data(), data->size());
+  Result<std::vector<DataSlice>> slices =
+      state.fs->ReadSlices(ino, static_cast<uint64_t>(off), size);
+  if (!slices.ok()) return ReplyStatus(req, slices.status());
+  // The reply gathers straight from the cached blocks: no copy into a reply
+  // buffer (docs/performance.md). Holes and short blocks read from zeros.
+  static const std::string kZeros(64u << 10, '\0');
+  std::vector<iovec> iov;
+  iov.reserve(slices->size() * 2);
+  for (const DataSlice& slice : *slices) {
+    if (!slice.bytes.empty()) {
+      iov.push_back(
+          {const_cast<char*>(slice.bytes.data()), slice.bytes.size()});
+    }
+    for (size_t left = slice.zeros; left > 0;) {
+      const size_t n = std::min(left, kZeros.size());
+      iov.push_back({const_cast<char*>(kZeros.data()), n});
+      left -= n;
+    }
+  }
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
 }
 
 void OnWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size,

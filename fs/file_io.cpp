@@ -79,19 +79,38 @@ Status Filesystem::Impl::Truncate(InodeRecord& rec, uint64_t size) {
   return Status::Ok();
 }
 
-Result<std::string> Filesystem::Read(uint64_t ino, uint64_t offset,
-                                     size_t size) {
+Result<std::vector<DataSlice>> Filesystem::ReadSlices(uint64_t ino,
+                                                      uint64_t offset,
+                                                      size_t size) {
   auto lock = impl_->ReadLock(ino);
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   EFS_RETURN_IF_ERROR(CheckRegularForIo(rec));
-  if (offset >= rec.size || size == 0) return std::string();
+  std::vector<DataSlice> slices;
+  if (offset >= rec.size || size == 0) return slices;
   const uint64_t end = offset + std::min<uint64_t>(size, rec.size - offset);
   const uint64_t b = impl_->block_size;
-  std::string out;
-  out.reserve(end - offset);
+  slices.reserve((end - 1) / b - offset / b + 1);
   for (uint64_t i = offset / b; i <= (end - 1) / b; ++i) {
     const BlockSpan span = SpanOf(i, b, offset, end);
-    EFS_RETURN_IF_ERROR(volume_->AppendData(ino, i, span.lo, span.hi, out));
+    EFS_ASSIGN_OR_RETURN(DataSlice slice,
+                         volume_->SliceData(ino, i, span.lo, span.hi));
+    slices.push_back(std::move(slice));
+  }
+  return slices;
+}
+
+Result<std::string> Filesystem::Read(uint64_t ino, uint64_t offset,
+                                     size_t size) {
+  EFS_ASSIGN_OR_RETURN(std::vector<DataSlice> slices,
+                       ReadSlices(ino, offset, size));
+  size_t total = 0;
+  for (const DataSlice& slice : slices)
+    total += slice.bytes.size() + slice.zeros;
+  std::string out;
+  out.reserve(total);
+  for (const DataSlice& slice : slices) {
+    out.append(slice.bytes);
+    out.append(slice.zeros, '\0');
   }
   return out;
 }

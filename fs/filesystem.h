@@ -133,6 +133,10 @@ class Filesystem {
 
   // Reads up to `size` bytes at `offset` (short at end of file).
   Result<std::string> Read(uint64_t ino, uint64_t offset, size_t size);
+  // The same bytes as Read, as one DataSlice per block touched, sharing the
+  // cached plaintext instead of copying it (fs/volume.h).
+  Result<std::vector<DataSlice>> ReadSlices(uint64_t ino, uint64_t offset,
+                                            size_t size);
   // Writes `data` at `offset`, growing the file as needed. Returns bytes
   // written. OutOfRange past the maximum file size.
   Result<size_t> Write(uint64_t ino, uint64_t offset, std::string_view data);

@@ -458,28 +458,35 @@ Result<std::optional<std::string>> Volume::ReadData(uint64_t file,
   return std::optional<std::string>(*data);
 }
 
-Status Volume::AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
-                          std::string& out) {
+Result<DataSlice> Volume::SliceData(uint64_t file, uint64_t index, size_t lo,
+                                    size_t hi) {
   assert(lo <= hi && hi <= block_size());
   std::shared_lock lock(mu_);
+  bool unsealed = false;
   EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
-                       LoadExtentLocked(file, index));
-  size_t copy_end = lo;
+                       LoadExtentLocked(file, index, &unsealed));
+  DataSlice slice;
+  size_t bytes_end = lo;
   if (data) {
-    copy_end = std::min(hi, std::max(data->size(), lo));
-    out.append(*data, lo, copy_end - lo);
+    bytes_end = std::min(hi, std::max(data->size(), lo));
+    slice.bytes = std::string_view(*data).substr(lo, bytes_end - lo);
+    if (unsealed) {
+      data = std::make_shared<const std::string>(slice.bytes);
+      slice.bytes = *data;
+    }
+    slice.owner = std::move(data);
   }
-  out.append(hi - copy_end, '\0');
-  return Status::Ok();
+  slice.zeros = hi - bytes_end;
+  return slice;
 }
 
 Result<std::shared_ptr<const std::string>> Volume::LoadExtentLocked(
-    uint64_t file, uint64_t index) {
+    uint64_t file, uint64_t index, bool* unsealed) {
   EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
                        tree_.Get(ExtentKey(file, index)));
   if (!value) return std::shared_ptr<const std::string>();
   EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
-  return LoadData(ptr, file, index);
+  return LoadData(ptr, file, index, unsealed);
 }
 
 const Volume::PendingData* Volume::UnsealedLocked(
@@ -493,7 +500,8 @@ const Volume::PendingData* Volume::UnsealedLocked(
 
 Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
                                                             uint64_t file,
-                                                            uint64_t index) {
+                                                            uint64_t index,
+                                                            bool* unsealed) {
   // Drop-behind: a sequential reader does not come back for the blocks it
   // has left (the kernel's page cache holds those pages), and freeing them
   // lets the next fetches reuse their memory; touching fresh memory costs
@@ -501,8 +509,9 @@ Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
   for (const std::string& done : ReadAheadLocked(file, index, ptr.name)) {
     cache_.Erase(done);
   }
-  if (const PendingData* unsealed = UnsealedLocked(ptr.name)) {
-    return std::shared_ptr<const std::string>(unsealed->plain);
+  if (const PendingData* pending = UnsealedLocked(ptr.name)) {
+    if (unsealed) *unsealed = true;
+    return std::shared_ptr<const std::string>(pending->plain);
   }
   if (auto cached = cache_.GetData(ptr)) return cached;
   if (read_ahead_) {

@@ -89,6 +89,17 @@ struct VolumeOptions {
   std::shared_ptr<Anchor> anchor;  // optional
 };
 
+// A range of a data block as Volume::SliceData returns it: `bytes`, then
+// `zeros` zero bytes (past the block's stored length, or all of a hole).
+// `bytes` points into `owner`, which keeps it alive and unchanged: a stored
+// block's plaintext is shared with the cache, a block awaiting a commit is
+// copied (writers patch those in place).
+struct DataSlice {
+  std::shared_ptr<const std::string> owner;
+  std::string_view bytes;
+  size_t zeros = 0;
+};
+
 struct GcReport {
   uint64_t scanned_keys = 0;      // host keys listed
   uint64_t reachable_blocks = 0;  // nodes + data blocks of the current root
@@ -150,10 +161,10 @@ class Volume : private NodeLoader {
   // tree nodes, never data blocks.
   Result<std::optional<std::string>> ReadData(uint64_t file, uint64_t index);
   Status WriteData(uint64_t file, uint64_t index, std::string_view bytes);
-  // Appends bytes [lo, hi) of block (file, index) to `out`: zeros past the
-  // block's stored length and for a hole. REQUIRES lo <= hi <= block_size().
-  Status AppendData(uint64_t file, uint64_t index, size_t lo, size_t hi,
-                    std::string& out);
+  // Bytes [lo, hi) of block (file, index) without copying a sealed block's
+  // plaintext: see DataSlice. REQUIRES lo <= hi <= block_size().
+  Result<DataSlice> SliceData(uint64_t file, uint64_t index, size_t lo,
+                              size_t hi);
   // Writes `bytes` at `offset` inside block (file, index), keeping its other
   // bytes; a gap past the old end reads as zeros. InvalidArgument past
   // block_size(). Repeated patches of a block between commits cost one
@@ -282,16 +293,18 @@ class Volume : private NodeLoader {
   // REQUIRES mu_ exclusive.
   Status ReclaimUploadingLocked();
   void WakeUploaderLocked();
-  // The plaintext of block (file, index); nullptr for a hole. REQUIRES mu_
-  // held.
-  Result<std::shared_ptr<const std::string>> LoadExtentLocked(uint64_t file,
-                                                              uint64_t index);
+  // The plaintext of block (file, index); nullptr for a hole. `*unsealed`
+  // (if given) tells whether it is a pending or uploading block, which
+  // writers may change once mu_ is released. REQUIRES mu_ held.
+  Result<std::shared_ptr<const std::string>> LoadExtentLocked(
+      uint64_t file, uint64_t index, bool* unsealed = nullptr);
   // The pending or uploading block `name`, or nullptr if it is sealed
   // (stored, or never written). REQUIRES mu_ held.
   const PendingData* UnsealedLocked(const std::string& name) const;
   Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
                                                       uint64_t file,
-                                                      uint64_t index);
+                                                      uint64_t index,
+                                                      bool* unsealed = nullptr);
   // Queues read-ahead after a read of block `index` (named `name`) of
   // `file`, if the file is being read sequentially. Returns the names of the
   // blocks such a reader has left a window behind. REQUIRES mu_ held.

@@ -286,15 +286,47 @@ TEST(VolumeTest, givenPatchPastBlockEnd_whenWritten_thenInvalidArgument) {
   EXPECT_EQ(MustRead(*volume, 3, 0), std::nullopt);
 }
 
-TEST(VolumeTest, givenShortBlockAndHole_whenAppended_thenZerosFillTheRange) {
+TEST(VolumeTest, givenShortBlockAndHole_whenSliced_thenZerosFillTheRange) {
   VolumeEnv env;
   auto volume = env.MustOpen();
   ASSERT_TRUE(volume->WriteData(3, 0, "abcdef").ok());
   ASSERT_TRUE(volume->Commit(false).ok());
-  std::string out = ">";
-  ASSERT_TRUE(volume->AppendData(3, 0, 2, 9, out).ok());
-  ASSERT_TRUE(volume->AppendData(3, 7, 0, 3, out).ok());  // a hole
-  EXPECT_EQ(out, std::string(">cdef\0\0\0\0\0\0", 11));
+  Result<DataSlice> stored = volume->SliceData(3, 0, 2, 9);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->bytes, "cdef");
+  EXPECT_EQ(stored->zeros, 3u);
+  Result<DataSlice> hole = volume->SliceData(3, 7, 0, 3);
+  ASSERT_TRUE(hole.ok());
+  EXPECT_EQ(hole->owner, nullptr);
+  EXPECT_TRUE(hole->bytes.empty());
+  EXPECT_EQ(hole->zeros, 3u);
+}
+
+TEST(VolumeTest,
+     givenSliceOfPendingBlock_whenBlockIsPatched_thenSliceKeepsOldBytes) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->WriteData(3, 0, "abcdef").ok());  // pending, not sealed
+  Result<DataSlice> slice = volume->SliceData(3, 0, 0, 6);
+  ASSERT_TRUE(slice.ok());
+  ASSERT_TRUE(volume->PatchData(3, 0, 0, "XY").ok());
+  EXPECT_EQ(slice->bytes, "abcdef");
+  EXPECT_EQ(MustRead(*volume, 3, 0), std::optional<std::string>("XYcdef"));
+}
+
+TEST(VolumeTest, givenSliceOfStoredBlock_whenCached_thenPlaintextIsShared) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->WriteData(3, 0, "abcdef").ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  Result<DataSlice> first = volume->SliceData(3, 0, 1, 3);
+  Result<DataSlice> second = volume->SliceData(3, 0, 2, 5);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->bytes, "bc");
+  EXPECT_EQ(second->bytes, "cde");
+  // Both point into the one cached plaintext: nothing was copied.
+  EXPECT_EQ(first->owner, second->owner);
+  EXPECT_EQ(first->bytes.data() + 1, second->bytes.data());
 }
 
 TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
