@@ -467,8 +467,9 @@ Result<DataSlice> Volume::SliceData(uint64_t file, uint64_t index, size_t lo,
                        LoadExtentLocked(file, index, &unsealed));
   DataSlice slice;
   size_t bytes_end = lo;
-  if (data) {
-    bytes_end = std::min(hi, std::max(data->size(), lo));
+  // A block may store fewer bytes than `lo`: then the range is all zeros.
+  if (data && data->size() > lo) {
+    bytes_end = std::min(hi, data->size());
     slice.bytes = std::string_view(*data).substr(lo, bytes_end - lo);
     if (unsealed) {
       data = std::make_shared<const std::string>(slice.bytes);

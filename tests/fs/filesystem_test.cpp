@@ -352,6 +352,32 @@ TEST_F(FilesystemTest, givenFile_whenTruncateDownThenUp_thenTailReadsZeros) {
   EXPECT_EQ(ReadAll(ino), "");
 }
 
+TEST_F(FilesystemTest,
+       givenShortLastBlockThenTruncateUp_whenReadPastItsBytes_thenZeros) {
+  uint64_t ino = MakeFile(kRootInode, "short");
+  WriteAt(ino, 0, "abc");
+  SetAttrRequest up;
+  up.size = 10000;
+  ASSERT_TRUE(fs().SetAttr(ino, up).ok());
+  // Starts inside block 0 but past the 3 bytes it stores.
+  auto tail = fs().Read(ino, 4096, 100);
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(*tail, std::string(100, '\0'));
+  auto across = fs().Read(ino, 1, 5);
+  ASSERT_TRUE(across.ok());
+  EXPECT_EQ(*across, std::string("bc\0\0\0", 5));
+  // Truncating down stores block 0 cut to 2 bytes.
+  SetAttrRequest down;
+  down.size = 2;
+  ASSERT_TRUE(fs().SetAttr(ino, down).ok());
+  ASSERT_TRUE(fs().SetAttr(ino, up).ok());
+  ASSERT_TRUE(fs().Sync().ok());
+  env_.Reopen();  // the block now comes from the host at its stored length
+  auto cut = fs().Read(ino, 4096, 100);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(*cut, std::string(100, '\0'));
+}
+
 TEST_F(FilesystemTest, givenFallocateModes_whenCalled_thenSizeRulesAndErrors) {
   uint64_t ino = MakeFile(kRootInode, "fa");
   WriteAt(ino, 0, "abc");

@@ -295,6 +295,10 @@ TEST(VolumeTest, givenShortBlockAndHole_whenSliced_thenZerosFillTheRange) {
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->bytes, "cdef");
   EXPECT_EQ(stored->zeros, 3u);
+  Result<DataSlice> past = volume->SliceData(3, 0, 7, 9);  // past its bytes
+  ASSERT_TRUE(past.ok());
+  EXPECT_TRUE(past->bytes.empty());
+  EXPECT_EQ(past->zeros, 2u);
   Result<DataSlice> hole = volume->SliceData(3, 7, 0, 3);
   ASSERT_TRUE(hole.ok());
   EXPECT_EQ(hole->owner, nullptr);
