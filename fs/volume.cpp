@@ -18,10 +18,11 @@ namespace {
 constexpr uint8_t kExtentPrefix = 0xE0;
 constexpr unsigned char kFirstReservedByte = 0x80;
 constexpr size_t kScanChunk = 1024;
-// Blocks per read-ahead fetch, and fetches running at once: enough to keep
-// the host busy while the reader decrypts, without flooding the cache.
+// Blocks per read-ahead fetch, and fetches running at once: four host Gets
+// in flight keep a fast disk busy while the reader decrypts
+// (docs/performance.md, read-ahead depth).
 constexpr size_t kReadAheadBatch = 8;
-constexpr size_t kReadAheadWorkers = 2;
+constexpr size_t kReadAheadWorkers = 4;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
 

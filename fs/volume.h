@@ -84,7 +84,7 @@ struct VolumeOptions {
   // background uploader stores the least recently written ones until half
   // of it is left, so commits find little left to send. 0 disables it.
   size_t write_behind_bytes = 128u << 20;
-  size_t readahead_blocks = 32;  // window ahead of a sequential reader; 0: off
+  size_t readahead_blocks = 64;  // window ahead of a sequential reader; 0: off
   std::optional<uint64_t> expect_generation;
   std::shared_ptr<Anchor> anchor;  // optional
 };
