@@ -33,10 +33,9 @@ Status ValidateBatch(const CommitBatch& batch) {
   for (const auto& [key, value] : batch.puts) {
     EFS_RETURN_IF_ERROR(check(key));
     if (value.size() > kMaxValueSize) {
-      return Status::InvalidArgument("value of " +
-                                     std::to_string(value.size()) +
-                                     " bytes exceeds " +
-                                     std::to_string(kMaxValueSize));
+      return Status::InvalidArgument(
+          "value of " + std::to_string(value.size()) + " bytes exceeds " +
+          std::to_string(kMaxValueSize));
     }
   }
   for (const auto& key : batch.deletes) EFS_RETURN_IF_ERROR(check(key));
@@ -45,7 +44,8 @@ Status ValidateBatch(const CommitBatch& batch) {
 }
 
 Result<std::string> BlockStore::GetOne(const std::string& key) {
-  EFS_ASSIGN_OR_RETURN(GetResult got, Get(std::span<const std::string>(&key, 1)));
+  EFS_ASSIGN_OR_RETURN(GetResult got,
+                       Get(std::span<const std::string>(&key, 1)));
   if (!got[0]) return Status::NotFound("no block under the requested key");
   return std::move(*got[0]);
 }

@@ -284,60 +284,78 @@ std::string Encode(const GetRequest& m) {
   return std::move(w).Take();
 }
 
-GetResponseEncoding::GetResponseEncoding(const GetResponse& m) {
+// Writes the framing and notes where each value goes; Finish turns that
+// into the parts. The framing is only read once it is complete, since
+// appending to it may move it.
+class GatheredEncoding::Builder {
+ public:
   Writer w;
-  // Offsets in the framing after which a value's bytes follow.
-  std::vector<size_t> cuts;
-  w.U32(static_cast<uint32_t>(m.values.size()));
-  for (const auto& v : m.values) {
-    w.U8(v ? 1 : 0);
-    if (!v) continue;
-    w.U32(static_cast<uint32_t>(v->size()));
-    cuts.push_back(w.size());
+
+  void Value(std::string_view value) {
+    w.U32(static_cast<uint32_t>(value.size()));
+    values_.emplace_back(w.size(), value);
   }
-  framing_ = std::move(w).Take();
-  const std::string_view framing = framing_;
-  parts_.reserve(2 * cuts.size() + 1);
-  size_t pos = 0;
-  size_t next_cut = 0;
-  for (const auto& v : m.values) {
-    if (!v) continue;
-    parts_.push_back(framing.substr(pos, cuts[next_cut] - pos));
-    parts_.push_back(*v);
-    pos = cuts[next_cut++];
+
+  void Finish(GatheredEncoding& e) && {
+    e.framing_ = std::move(w).Take();
+    const std::string_view framing = e.framing_;
+    e.parts_.reserve(2 * values_.size() + 1);
+    size_t pos = 0;
+    for (const auto& [cut, value] : values_) {
+      e.parts_.push_back(framing.substr(pos, cut - pos));
+      e.parts_.push_back(value);
+      pos = cut;
+    }
+    e.parts_.push_back(framing.substr(pos));
+    for (std::string_view part : e.parts_) e.size_ += part.size();
   }
-  parts_.push_back(framing.substr(pos));
-  for (std::string_view part : parts_) size_ += part.size();
+
+ private:
+  // Offset in the framing after which a value's bytes follow, and the value.
+  std::vector<std::pair<size_t, std::string_view>> values_;
+};
+
+GatheredEncoding::GatheredEncoding(const GetResponse& m) {
+  Builder b;
+  b.w.U32(static_cast<uint32_t>(m.values.size()));
+  for (const auto& v : m.values) {
+    b.w.U8(v ? 1 : 0);
+    if (v) b.Value(*v);
+  }
+  std::move(b).Finish(*this);
 }
 
-std::string Encode(const GetResponse& m) {
-  const GetResponseEncoding encoding(m);
-  std::string out;
-  out.reserve(encoding.size());
-  for (std::string_view part : encoding.parts()) out.append(part);
-  return out;
-}
-
-std::string Encode(const CommitBatch& m) {
-  Writer w;
+GatheredEncoding::GatheredEncoding(const CommitBatch& m) {
+  Builder b;
   uint32_t flags = m.durable ? kCommitFlagDurable : 0;
   if (m.condition) {
     flags |= kCommitFlagHasCondition;
     if (m.condition->expected) flags |= kCommitFlagExpectsValue;
   }
-  w.U32(flags);
+  b.w.U32(flags);
   if (m.condition) {
-    w.Str(m.condition->key);
-    if (m.condition->expected) w.Str(*m.condition->expected);
+    b.w.Str(m.condition->key);
+    if (m.condition->expected) b.w.Str(*m.condition->expected);
   }
-  w.U32(static_cast<uint32_t>(m.puts.size()));
+  b.w.U32(static_cast<uint32_t>(m.puts.size()));
   for (const auto& [key, value] : m.puts) {
-    w.Str(key);
-    w.Str(value);
+    b.w.Str(key);
+    b.Value(value);
   }
-  WriteKeys(w, m.deletes);
-  return std::move(w).Take();
+  WriteKeys(b.w, m.deletes);
+  std::move(b).Finish(*this);
 }
+
+std::string GatheredEncoding::Join() const {
+  std::string out;
+  out.reserve(size_);
+  for (std::string_view part : parts_) out.append(part);
+  return out;
+}
+
+std::string Encode(const GetResponse& m) { return GatheredEncoding(m).Join(); }
+
+std::string Encode(const CommitBatch& m) { return GatheredEncoding(m).Join(); }
 
 std::string Encode(const StoreStats& m) {
   Writer w;

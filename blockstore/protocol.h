@@ -167,21 +167,24 @@ std::string Encode(const VolumeRequest& m);
 std::string Encode(const VolumeListResponse& m);
 std::string Encode(const VolumeTraffic& m);
 
-// Encode(GetResponse) without copying the values, for gathered writes: the
-// encoding is the concatenation of parts(), which point into the response
-// and into this object. So neither may change, move or die while the parts
-// are in use.
-class GetResponseEncoding {
+// Encode(GetResponse) and Encode(CommitBatch) without copying the values,
+// for gathered writes: the encoding is the concatenation of parts(), which
+// point into the message and into this object. So neither may change, move
+// or die while the parts are in use.
+class GatheredEncoding {
  public:
-  explicit GetResponseEncoding(const GetResponse& m);
-  GetResponseEncoding(const GetResponseEncoding&) = delete;
-  GetResponseEncoding& operator=(const GetResponseEncoding&) = delete;
+  explicit GatheredEncoding(const GetResponse& m);
+  explicit GatheredEncoding(const CommitBatch& m);
+  GatheredEncoding(const GatheredEncoding&) = delete;
+  GatheredEncoding& operator=(const GatheredEncoding&) = delete;
 
   const std::vector<std::string_view>& parts() const { return parts_; }
   size_t size() const { return size_; }  // total bytes of the parts
+  std::string Join() const;
 
  private:
-  std::string framing_;  // count, presence flags and length prefixes
+  class Builder;
+  std::string framing_;  // everything but the values
   std::vector<std::string_view> parts_;
   size_t size_ = 0;
 };

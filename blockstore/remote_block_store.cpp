@@ -286,7 +286,8 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
         // Someone else held the volume since we lost the connection; our
         // view of it is stale. Release the lease we just took before
         // reporting, so a client that opens next does not find it busy.
-        (void)opened->client->Call(protocol::Opcode::kClose, {});
+        (void)opened->client->Call(protocol::Opcode::kClose,
+                                   std::string_view());
         dead_ = Status::Fenced(
             where + " was claimed by another client (epoch " +
             std::to_string(old_epoch) + " -> " + std::to_string(granted.epoch) +
@@ -398,7 +399,8 @@ Result<bool> RemoteBlockStore::WasApplied(const CommitBatch& batch) {
 
 Status RemoteBlockStore::Commit(const CommitBatch& batch) {
   EFS_RETURN_IF_ERROR(ValidateBatch(batch));
-  const std::string payload = protocol::Encode(batch);
+  // The values go from the batch straight to the socket.
+  const protocol::GatheredEncoding payload(batch);
   if (payload.size() > protocol::kMaxPayloadSize) {
     return Status::InvalidArgument("batch encodes to " +
                                    std::to_string(payload.size()) +
@@ -419,7 +421,7 @@ Status RemoteBlockStore::Commit(const CommitBatch& batch) {
     }
     EFS_ASSIGN_OR_RETURN(Session session, CurrentSession());
     Result<std::string> reply =
-        session.client->Call(protocol::Opcode::kCommit, payload);
+        session.client->Call(protocol::Opcode::kCommit, payload.parts());
     if (reply.ok()) return Status::Ok();
     if (!NeedsReconnect(reply.status(), *session.client)) {
       return reply.status();
@@ -436,8 +438,8 @@ Status RemoteBlockStore::Commit(const CommitBatch& batch) {
 
 Result<StoreStats> RemoteBlockStore::Stat() {
   return WithRetry<StoreStats>([](RpcClient& client) -> Result<StoreStats> {
-    EFS_ASSIGN_OR_RETURN(std::string reply,
-                         client.Call(protocol::Opcode::kStat, {}));
+    EFS_ASSIGN_OR_RETURN(std::string reply, client.Call(protocol::Opcode::kStat,
+                                                        std::string_view()));
     return protocol::DecodeStatResponse(reply);
   });
 }
@@ -482,7 +484,7 @@ Status RemoteBlockStore::Close() {
     dead_ = Status::Unavailable("volume '" + options_.volume + "' was closed");
   }
   Result<std::string> reply =
-      session.client->Call(protocol::Opcode::kClose, {});
+      session.client->Call(protocol::Opcode::kClose, std::string_view());
   // A dropped connection has released the lease just as well.
   if (!reply.ok() && !session.client->broken()) return reply.status();
   return Status::Ok();

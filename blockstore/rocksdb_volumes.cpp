@@ -614,9 +614,17 @@ Status RocksDbBlockStore::Commit(const CommitBatch& batch) {
   for (const auto& key : batch.deletes) full_keys.push_back(BlockKey(id_, key));
   EFS_ASSIGN_OR_RETURN(auto sizes, db_->ReadSizes(full_keys));
 
+  // Sized up front: growing a batch of 8 MiB of values copies it again and
+  // again. Each entry is written to two column families, and each record
+  // adds a tag, a column family id and length varints.
+  constexpr size_t kRecordOverhead = 16;
+  size_t reserve = 12 + batch.PutBytes();  // 12: the batch header
+  for (const std::string& key : full_keys) {
+    reserve += 2 * (key.size() + kRecordOverhead) + 4;
+  }
   int64_t delta = 0;
   int64_t count_delta = 0;
-  rocksdb::WriteBatch wb;
+  rocksdb::WriteBatch wb(reserve);
   for (size_t i = 0; i < batch.puts.size(); ++i) {
     const auto& [key, value] = batch.puts[i];
     delta += static_cast<int64_t>(value.size());

@@ -29,8 +29,18 @@ Result<std::string> RpcClient::Call(protocol::Opcode op,
   return CallAsync(op, payload).get();
 }
 
+Result<std::string> RpcClient::Call(protocol::Opcode op,
+                                    std::span<const std::string_view> parts) {
+  return CallAsync(op, parts).get();
+}
+
 std::future<Result<std::string>> RpcClient::CallAsync(
     protocol::Opcode op, std::string_view payload) {
+  return CallAsync(op, std::span(&payload, 1));
+}
+
+std::future<Result<std::string>> RpcClient::CallAsync(
+    protocol::Opcode op, std::span<const std::string_view> parts) {
   protocol::FrameHeader header;
   header.opcode = static_cast<uint16_t>(op);
   std::future<Result<std::string>> future;
@@ -53,7 +63,7 @@ std::future<Result<std::string>> RpcClient::CallAsync(
   Status written;
   {
     std::lock_guard lock(write_mu_);
-    written = WriteFrame(*conn_, header, payload);
+    written = WriteFrame(*conn_, header, parts);
   }
   if (!written.ok()) Break(written);
   return future;

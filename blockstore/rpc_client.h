@@ -18,6 +18,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -41,11 +42,16 @@ class RpcClient {
   // message); Unavailable if the connection is or becomes broken before the
   // response arrives. Blocks while kMaxInFlight requests are outstanding.
   Result<std::string> Call(protocol::Opcode op, std::string_view payload);
+  // The same, with the payload sent as the concatenation of `parts`.
+  Result<std::string> Call(protocol::Opcode op,
+                           std::span<const std::string_view> parts);
 
   // Like Call, but returns once the request is written, so one caller can
   // keep many requests in flight. Still blocks for a free slot first.
   std::future<Result<std::string>> CallAsync(protocol::Opcode op,
                                              std::string_view payload);
+  std::future<Result<std::string>> CallAsync(
+      protocol::Opcode op, std::span<const std::string_view> parts);
 
   // True once the connection has failed; calls then fail fast.
   bool broken() const;

@@ -188,7 +188,7 @@ struct BlockServer::Session {
       Reply(request, reply.status());
     } else if (const auto* get = std::get_if<protocol::GetResponse>(&*reply)) {
       // Values go from the store's buffers straight to the socket.
-      const protocol::GetResponseEncoding encoding(*get);
+      const protocol::GatheredEncoding encoding(*get);
       Reply(request, Status::Ok(), encoding.parts());
     } else {
       Reply(request, Status::Ok(), std::get<std::string>(*reply));

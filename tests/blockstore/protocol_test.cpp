@@ -180,23 +180,53 @@ TEST(ProtocolTest, givenVolumeTraffic_whenRoundTripped_thenEqual) {
   EXPECT_FALSE(DecodeVolumeTraffic(Encode(traffic) + "x").ok());
 }
 
-TEST(ProtocolTest,
-     givenGetResponse_whenEncodedInParts_thenPartsJoinToEncoding) {
-  GetResponse response{{std::string(70000, 'v'), std::nullopt, "", "short"}};
-  const GetResponseEncoding encoding(response);
+// True if one of the encoding's parts is `value` itself, not a copy.
+bool ReferencesValue(const GatheredEncoding& encoding,
+                     const std::string& value) {
+  return std::any_of(encoding.parts().begin(), encoding.parts().end(),
+                     [&](std::string_view part) {
+                       return part.data() == value.data() &&
+                              part.size() == value.size();
+                     });
+}
 
+std::string JoinParts(const GatheredEncoding& encoding) {
   std::string joined;
   for (std::string_view part : encoding.parts()) joined.append(part);
   EXPECT_EQ(encoding.size(), joined.size());
-  auto back = DecodeGetResponse(joined);
+  return joined;
+}
+
+TEST(ProtocolTest,
+     givenGetResponse_whenEncodedInParts_thenPartsJoinToEncoding) {
+  GetResponse response{{std::string(70000, 'v'), std::nullopt, "", "short"}};
+  const GatheredEncoding encoding(response);
+
+  auto back = DecodeGetResponse(JoinParts(encoding));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, response);
-  // The large value is referenced, not copied.
-  EXPECT_NE(std::find_if(encoding.parts().begin(), encoding.parts().end(),
-                         [&](std::string_view part) {
-                           return part.data() == response.values[0]->data();
-                         }),
-            encoding.parts().end());
+  EXPECT_TRUE(ReferencesValue(encoding, *response.values[0]));
+}
+
+TEST(ProtocolTest,
+     givenCommitBatch_whenEncodedInParts_thenPartsJoinToEncoding) {
+  CommitBatch batch;
+  batch.puts = {{"big", std::string(70000, 'v')}, {"empty", ""}, {"s", "x"}};
+  batch.deletes = {"gone"};
+  batch.condition = CommitCondition{"root", std::string("old")};
+  batch.durable = true;
+  const GatheredEncoding encoding(batch);
+
+  const std::string joined = JoinParts(encoding);
+  auto back = DecodeCommitRequest(joined);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->puts, batch.puts);
+  EXPECT_EQ(back->deletes, batch.deletes);
+  ASSERT_TRUE(back->condition.has_value());
+  EXPECT_EQ(back->condition->key, "root");
+  EXPECT_EQ(back->condition->expected, std::optional<std::string>("old"));
+  EXPECT_TRUE(back->durable);
+  EXPECT_TRUE(ReferencesValue(encoding, batch.puts[0].second));
 }
 
 TEST(ProtocolTest, givenOpcodes_whenClassified_thenAdminOnesAreSeparate) {
