@@ -610,13 +610,23 @@ fuse_lowlevel_ops MakeOps(bool xattrs) {
 
 }  // namespace
 
-std::string FuseOptionString(const FuseMountOptions& options) {
-  std::string text = "default_permissions,fsname=enclavefs:" + options.volume +
-                     ",subtype=enclavefs";
+std::string FuseOptionString(const FuseMountOptions& options,
+                             bool mounted_by_root) {
+  bool others_may_enter = false;
+  std::string extras;
   for (const std::string& extra : options.extra_options) {
-    if (!extra.empty()) text += "," + extra;
+    if (extra.empty()) continue;
+    extras += "," + extra;
+    std::string_view rest = extra;
+    while (!rest.empty()) {
+      const std::string_view option = rest.substr(0, rest.find(','));
+      others_may_enter |= option == "allow_other" || option == "allow_root";
+      rest.remove_prefix(std::min(rest.size(), option.size() + 1));
+    }
   }
-  return text;
+  const bool check_modes = !mounted_by_root || others_may_enter;
+  return std::string(check_modes ? "default_permissions," : "") +
+         "fsname=enclavefs:" + options.volume + ",subtype=enclavefs" + extras;
 }
 
 FuseServer::FuseServer(std::unique_ptr<FuseState> state, fuse_session* session)
@@ -632,7 +642,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
   state->timeout = static_cast<double>(options.cache_timeout.count());
   state->block_fill = options.block_fill;
 
-  const std::string option_text = FuseOptionString(options);
+  const std::string option_text = FuseOptionString(options, geteuid() == 0);
   std::vector<std::string> argv_text = {"enclavefs", "-o", option_text};
   std::vector<char*> argv;
   for (std::string& arg : argv_text) argv.push_back(arg.data());

@@ -61,8 +61,16 @@ struct FuseMountOptions {
 };
 
 // The -o option string handed to libfuse: default_permissions, fsname,
-// subtype, then the user's options in order.
-std::string FuseOptionString(const FuseMountOptions& options);
+// subtype, then the user's options in order. default_permissions (the
+// kernel checks modes and owners) is left out only for a mount by root
+// without allow_other or allow_root, where it can change nothing but the
+// cost: the kernel then lets only root's processes in, root passes every
+// mode check except exec, and the kernel checks exec of a regular file
+// without it too. With it, every create and unlink costs the parent a
+// GETATTR round trip (docs/performance.md). -o default_permissions asks
+// for it anyway (for uid 0 processes without CAP_DAC_OVERRIDE).
+std::string FuseOptionString(const FuseMountOptions& options,
+                             bool mounted_by_root);
 
 struct FuseState;  // the handlers' shared state, defined in fuse_ops.cpp
 

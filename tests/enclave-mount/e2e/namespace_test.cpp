@@ -393,6 +393,46 @@ TEST_F(PermissionTest, givenUnprivilegedUser_whenAccessing_thenModeBitsDecide) {
   EXPECT_EQ(Lstat(P("public")).st_mode & 0777, 0644u);
 }
 
+// Exit status of running `path` in a child, or -errno if execv failed.
+int ExecStatus(const std::string& path) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    char* const argv[] = {const_cast<char*>(path.c_str()), nullptr};
+    execv(path.c_str(), argv);
+    _exit(200 + errno);  // errno values used here stay below 56
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  const int code = WEXITSTATUS(status);
+  return code >= 200 ? -(code - 200) : code;
+}
+
+// A root mount without allow_other leaves the mode checks out (fuse_ops.h,
+// FuseOptionString); what root sees must still be what a local file system
+// shows root, and nobody else may enter at all.
+TEST_F(NamespaceTest, givenRootOnlyMount_whenAccessing_thenAsOnLocalDisk) {
+  ASSERT_EQ(chmod(volume_.dir().c_str(), 0711), 0);
+  ASSERT_TRUE(WriteFileSynced(P("script"), "#!/bin/sh\nexit 7\n"));
+  ASSERT_EQ(chmod(P("script").c_str(), 0644), 0);
+  EXPECT_EQ(ExecStatus(P("script")), -EACCES);
+  ASSERT_EQ(chmod(P("script").c_str(), 0744), 0);
+  EXPECT_EQ(ExecStatus(P("script")), 7);
+
+  ASSERT_TRUE(WriteFileSynced(P("locked"), "root reads it"));
+  ASSERT_EQ(chmod(P("locked").c_str(), 0), 0);
+  EXPECT_EQ(ReadFile(P("locked")), "root reads it");
+
+  ASSERT_EQ(chmod(P("script").c_str(), 0777), 0);
+  const std::vector<int> got = RunAsNobody({
+      [this]() -> long {
+        const int fd = open(P("script").c_str(), O_RDONLY);
+        if (fd >= 0) close(fd);
+        return fd;
+      },
+  });
+  EXPECT_EQ(got, std::vector<int>{EACCES});
+}
+
 TEST_F(NamespaceTest, givenOtherFilesystem_whenRenamingOrLinkingOut_thenExdev) {
   ASSERT_TRUE(WriteFileSynced(P("f"), "x"));
   const std::string outside = volume_.dir() + "/outside";
