@@ -43,7 +43,8 @@ struct CommitBatch {
   std::optional<CommitCondition> condition;
   // true: the batch, and every batch of this store acknowledged before it,
   // is on stable storage (fsync'd) when Commit returns OK.
-  // false: it survives a crash of the host process but maybe not of the OS.
+  // false: a crash of the host process or its OS may lose it (and every
+  // non-durable batch after it), never an earlier durable one.
   bool durable = false;
 
   // Sum of key and value sizes of the puts.

@@ -236,8 +236,8 @@ struct RocksDbVolumes::Impl {
   ~Impl() {
     if (!db) return;
     // Makes non-durable commits durable too on a clean shutdown.
-    if (auto s = db->FlushWAL(/*sync=*/true); !s.ok()) {
-      spdlog::error("store {}: final WAL sync failed: {}", dir, s.ToString());
+    if (Status s = MakeDurable(); !s.ok()) {
+      spdlog::error("store {}: final sync failed: {}", dir, s.ToString());
     }
     for (auto* handle : handles) {
       (void)db->DestroyColumnFamilyHandle(handle);
@@ -291,10 +291,54 @@ struct RocksDbVolumes::Impl {
     return mu;
   }
 
-  Status Write(rocksdb::WriteBatch* batch, bool sync) {
+  // Writes that skipped the WAL live only in memtables until a flush. Every
+  // write with a sequence number up to flushed_upto is in table files;
+  // unlogged_upto bounds those that skipped the WAL. While unlogged_upto is
+  // ahead, every write skips the WAL and a durable one flushes: a logged
+  // write must never survive a crash that loses an earlier unlogged one.
+  std::mutex unlogged_mu;
+  rocksdb::SequenceNumber unlogged_upto = 0;  // GUARDED_BY(unlogged_mu)
+  rocksdb::SequenceNumber flushed_upto = 0;   // GUARDED_BY(unlogged_mu)
+
+  bool HasUnlogged() {
+    std::lock_guard lock(unlogged_mu);
+    return unlogged_upto > flushed_upto;
+  }
+
+  // Flushes the memtables of all column families at once (atomic_flush),
+  // making every write so far durable.
+  Status FlushAll() {
+    const rocksdb::SequenceNumber upto = db->GetLatestSequenceNumber();
+    rocksdb::FlushOptions options;
+    options.allow_write_stall = true;
+    EFS_RETURN_IF_ERROR(FromRocks(db->Flush(options, handles), "flush"));
+    std::lock_guard lock(unlogged_mu);
+    flushed_upto = std::max(flushed_upto, upto);
+    return Status::Ok();
+  }
+
+  // `bulk`: the batch carries at least kUnloggedMinBytes of values. A
+  // non-durable bulk batch skips the WAL, so its values are written once,
+  // to a blob file at the next flush, instead of to the WAL as well.
+  Status Write(rocksdb::WriteBatch* batch, bool sync, bool bulk = false) {
     rocksdb::WriteOptions options;
-    options.sync = sync;
-    return FromRocks(db->Write(options, batch), "write");
+    if (!(bulk && !sync) && !HasUnlogged()) {
+      options.sync = sync;
+      return FromRocks(db->Write(options, batch), "write");
+    }
+    options.disableWAL = true;
+    EFS_RETURN_IF_ERROR(FromRocks(db->Write(options, batch), "write"));
+    {
+      std::lock_guard lock(unlogged_mu);
+      unlogged_upto = std::max(unlogged_upto, db->GetLatestSequenceNumber());
+    }
+    return sync ? FlushAll() : Status::Ok();
+  }
+
+  // Everything written so far becomes durable.
+  Status MakeDurable() {
+    if (HasUnlogged()) return FlushAll();
+    return FromRocks(db->SyncWAL(), "sync WAL");
   }
 
   // nullopt if no volume is named `name`.
@@ -397,6 +441,9 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
   // Block names sort in creation order, so a file's blocks sit together in a
   // blob file; let the kernel read ahead there (docs/storage.md).
   options.advise_random_on_open = false;
+  // Commits that skip the WAL span three column families; only a flush of
+  // all of them at once keeps a crash from splitting one (Impl::Write).
+  options.atomic_flush = true;
   const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, SmallCfOptions(cache, 8 << 20)},
       {kBlocksCf, BlocksCfOptions(cache)},
@@ -552,9 +599,7 @@ Result<std::unique_ptr<RocksDbBlockStore>> RocksDbVolumes::OpenVolume(
       new RocksDbBlockStore(impl_.get(), name, record.id, epoch));
 }
 
-Status RocksDbVolumes::SyncWal() {
-  return FromRocks(impl_->db->SyncWAL(), "sync WAL");
-}
+Status RocksDbVolumes::MakeDurable() { return impl_->MakeDurable(); }
 
 RocksDbBlockStore::RocksDbBlockStore(RocksDbVolumes::Impl* db, std::string name,
                                      uint64_t id, std::optional<uint64_t> epoch)
@@ -662,7 +707,8 @@ Status RocksDbBlockStore::Commit(const CommitBatch& batch) {
   record.blocks += static_cast<uint64_t>(count_delta);
   EFS_RETURN_IF_ERROR(FromRocks(
       wb.Put(db_->meta, VolumeKey(name_), EncodeRecord(record)), "batch"));
-  EFS_RETURN_IF_ERROR(db_->Write(&wb, batch.durable));
+  EFS_RETURN_IF_ERROR(
+      db_->Write(&wb, batch.durable, batch.PutBytes() >= kUnloggedMinBytes));
   db_->TuneBlobGc();
   return Status::Ok();
 }

@@ -5,7 +5,7 @@
 // a fencing epoch with the id of the holder it was granted to, kept in a
 // volume record. Blocks of all volumes share one column family, prefixed by
 // the volume's never-reused numeric id. The tuning (no compression,
-// integrated BlobDB, WAL fsync only for durable commits) is explained in
+// integrated BlobDB, no WAL for bulk non-durable commits) is explained in
 // docs/storage.md.
 //
 // Thread safety: all methods are safe to call concurrently. Commits to one
@@ -82,8 +82,8 @@ class RocksDbVolumes {
   Result<std::unique_ptr<RocksDbBlockStore>> OpenVolume(
       const std::string& name, std::optional<uint64_t> epoch = std::nullopt);
 
-  // Fsyncs the WAL: everything committed so far becomes durable.
-  Status SyncWal();
+  // Everything committed so far becomes durable.
+  Status MakeDurable();
 
  private:
   friend class RocksDbBlockStore;
@@ -101,6 +101,11 @@ class RocksDbVolumes {
 inline constexpr double kBlobGcOnRatio = 0.5;
 inline constexpr double kBlobGcOffRatio = 0.2;
 bool WantBlobGc(bool on, uint64_t blob_bytes, uint64_t garbage_bytes);
+
+// A non-durable commit with at least this many bytes of values skips the
+// WAL; it reaches disk at the next flush, which the next durable commit
+// forces (docs/storage.md).
+inline constexpr size_t kUnloggedMinBytes = 1 << 20;
 
 class RocksDbBlockStore : public BlockStore {
  public:

@@ -287,9 +287,8 @@ void BlockServer::Stop() {
   for (auto& session : sessions) session->StopReading();
   for (auto& session : sessions) session->reader.join();
   pool_.reset();
-  Status synced = volumes_.SyncWal();
-  if (!synced.ok())
-    spdlog::error("WAL sync at shutdown: {}", synced.ToString());
+  Status synced = volumes_.MakeDurable();
+  if (!synced.ok()) spdlog::error("sync at shutdown: {}", synced.ToString());
   spdlog::info("shutdown complete");
 }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <thread>
 
 #include "blockstore/protocol.h"
@@ -248,7 +249,7 @@ TEST_F(RocksDbVolumesTest,
     auto store = OpenStore("vol", epoch->epoch);
     ASSERT_NE(store, nullptr);
     EFS_ASSERT_OK(store->Commit(PutBatch({model.begin(), model.end()})));
-    EFS_ASSERT_OK(volumes_->SyncWal());
+    EFS_ASSERT_OK(volumes_->MakeDurable());
   }
   const VolumeInfo before = Info("vol");
 
@@ -471,6 +472,45 @@ TEST(RocksDbVolumesDeathTest,
   auto store = (*volumes)->OpenVolume("vol");
   EFS_ASSERT_OK(store);
   contract::ExpectStoreHolds(**store, {{"k", value}});
+}
+
+// A bulk non-durable commit skips the WAL. The small durable commit after
+// it would go to the WAL alone, and a crash would then keep the second
+// commit but lose the first: it must flush both.
+TEST(
+    RocksDbVolumesDeathTest,
+    givenUnloggedBulkCommit_whenDurableCommitFollowsAndProcessDies_thenBothSurvive) {
+  contract::TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  std::vector<std::pair<std::string, std::string>> bulk;
+  for (uint32_t i = 0; i * (64 << 10) < 2 * kUnloggedMinBytes; ++i) {
+    bulk.emplace_back("bulk" + std::to_string(i),
+                      contract::RandomBytes(64 << 10, i));
+  }
+  auto commit_then_die = [&] {
+    auto volumes = RocksDbVolumes::Open(dir.path());
+    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 30).ok()) {
+      std::_Exit(2);
+    }
+    auto store = (*volumes)->OpenVolume("vol");
+    if (!store.ok() || !(*store)->Commit(PutBatch(bulk)).ok()) std::_Exit(3);
+    CommitBatch small = PutBatch({{"small", "synced"}});
+    small.durable = true;
+    if (!(*store)->Commit(small).ok()) std::_Exit(4);
+    std::_Exit(0);  // no flush, no close: like a crash after the commit
+  };
+  EXPECT_EXIT(commit_then_die(), ::testing::ExitedWithCode(0), "");
+
+  auto volumes = RocksDbVolumes::Open(dir.path());
+  EFS_ASSERT_OK(volumes);
+  auto store = (*volumes)->OpenVolume("vol");
+  EFS_ASSERT_OK(store);
+  std::map<std::string, std::string> model(bulk.begin(), bulk.end());
+  model["small"] = "synced";
+  contract::ExpectStoreHolds(**store, model);
+  auto info = (*volumes)->GetVolume("vol");
+  EFS_ASSERT_OK(info);
+  EXPECT_EQ(info->block_count, model.size());
 }
 
 TEST(WantBlobGcTest,
