@@ -289,9 +289,10 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
         (void)opened->client->Call(protocol::Opcode::kClose,
                                    std::string_view());
         dead_ = Status::Fenced(
-            where + " was claimed by another client (epoch " +
-            std::to_string(old_epoch) + " -> " + std::to_string(granted.epoch) +
-            ", ours since " + std::to_string(granted.holder_since) + ")");
+            where + " was claimed by another client, or the host lost " +
+            "commits in a crash (epoch " + std::to_string(old_epoch) + " -> " +
+            std::to_string(granted.epoch) + ", ours since " +
+            std::to_string(granted.holder_since) + ")");
         spdlog::warn("reconnect: {}", dead_.message());
         return dead_;
       }

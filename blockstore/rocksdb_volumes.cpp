@@ -12,8 +12,10 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -28,6 +30,7 @@ constexpr std::string_view kVolumePrefix = "volume/";
 // The first key after every "volume/..." key ('0' follows '/').
 constexpr std::string_view kVolumePrefixEnd = "volume0";
 constexpr std::string_view kNextVolumeIdKey = "next_volume_id";
+constexpr std::string_view kUnflushedPrefix = "unflushed/";
 // Version 1 records lack the holder fields; they are read as "no holder
 // yet" and rewritten as version 2 on the next change.
 constexpr uint8_t kRecordVersionNoHolder = 1;
@@ -136,6 +139,20 @@ std::string VolumePrefix(uint64_t id) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(id >> (8 * (7 - i)));
   return out;
+}
+
+uint64_t ReadBigEndian64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+// Present while volume `id` may have commits that only memtables hold
+// (RocksDbVolumes::Impl::Write).
+std::string MarkerKey(uint64_t id) {
+  std::string key(kUnflushedPrefix);
+  key += VolumePrefix(id);
+  return key;
 }
 
 std::string BlockKey(uint64_t id, std::string_view key) {
@@ -296,9 +313,21 @@ struct RocksDbVolumes::Impl {
   // unlogged_upto bounds those that skipped the WAL. While unlogged_upto is
   // ahead, every write skips the WAL and a durable one flushes: a logged
   // write must never survive a crash that loses an earlier unlogged one.
+  //
+  // A client outlives a crash of the host process and resumes its lease, so
+  // it must learn that commits it was told about are gone. Before a
+  // volume's first unlogged write, a synced marker goes through the WAL; the
+  // flush that covers the volume's unlogged writes deletes it. Open fences
+  // the volumes whose markers a crash left (FenceUnflushedVolumes).
   std::mutex unlogged_mu;
   rocksdb::SequenceNumber unlogged_upto = 0;  // GUARDED_BY(unlogged_mu)
   rocksdb::SequenceNumber flushed_upto = 0;   // GUARDED_BY(unlogged_mu)
+  // Volume id -> sequence number of its last unlogged write (kMaxSequence
+  // while one is in flight), for every volume whose marker is stored.
+  std::map<uint64_t, rocksdb::SequenceNumber>
+      marked;  // GUARDED_BY(unlogged_mu)
+  static constexpr rocksdb::SequenceNumber kInFlight =
+      std::numeric_limits<rocksdb::SequenceNumber>::max();
 
   bool HasUnlogged() {
     std::lock_guard lock(unlogged_mu);
@@ -306,7 +335,7 @@ struct RocksDbVolumes::Impl {
   }
 
   // Flushes the memtables of all column families at once (atomic_flush),
-  // making every write so far durable.
+  // making every write so far durable, then drops the markers it covers.
   Status FlushAll() {
     const rocksdb::SequenceNumber upto = db->GetLatestSequenceNumber();
     rocksdb::FlushOptions options;
@@ -314,24 +343,53 @@ struct RocksDbVolumes::Impl {
     EFS_RETURN_IF_ERROR(FromRocks(db->Flush(options, handles), "flush"));
     std::lock_guard lock(unlogged_mu);
     flushed_upto = std::max(flushed_upto, upto);
-    return Status::Ok();
+    rocksdb::WriteBatch unmark;
+    for (auto it = marked.begin(); it != marked.end();) {
+      if (it->second > upto) {
+        ++it;
+        continue;
+      }
+      EFS_RETURN_IF_ERROR(
+          FromRocks(unmark.Delete(meta, MarkerKey(it->first)), "batch"));
+      it = marked.erase(it);
+    }
+    // Held under unlogged_mu: a volume's new marker must not land before
+    // the delete of its old one.
+    if (unmark.Count() == 0) return Status::Ok();
+    return FromRocks(db->Write(rocksdb::WriteOptions(), &unmark), "unmark");
   }
 
   // `bulk`: the batch carries at least kUnloggedMinBytes of values. A
   // non-durable bulk batch skips the WAL, so its values are written once,
   // to a blob file at the next flush, instead of to the WAL as well.
-  Status Write(rocksdb::WriteBatch* batch, bool sync, bool bulk = false) {
+  // `volume_id`: the volume whose commit this is, 0 for none.
+  Status Write(rocksdb::WriteBatch* batch, bool sync, bool bulk = false,
+               uint64_t volume_id = 0) {
     rocksdb::WriteOptions options;
-    if (!(bulk && !sync) && !HasUnlogged()) {
+    std::unique_lock lock(unlogged_mu);
+    if (!(bulk && !sync) && unlogged_upto <= flushed_upto) {
+      lock.unlock();
       options.sync = sync;
       return FromRocks(db->Write(options, batch), "write");
     }
-    options.disableWAL = true;
-    EFS_RETURN_IF_ERROR(FromRocks(db->Write(options, batch), "write"));
-    {
-      std::lock_guard lock(unlogged_mu);
-      unlogged_upto = std::max(unlogged_upto, db->GetLatestSequenceNumber());
+    if (volume_id != 0) {
+      if (!marked.contains(volume_id)) {
+        rocksdb::WriteOptions synced;
+        synced.sync = true;
+        EFS_RETURN_IF_ERROR(FromRocks(
+            db->Put(synced, meta, MarkerKey(volume_id), ""), "mark volume"));
+      }
+      marked[volume_id] = kInFlight;
     }
+    lock.unlock();
+    options.disableWAL = true;
+    Status written = FromRocks(db->Write(options, batch), "write");
+    lock.lock();
+    const rocksdb::SequenceNumber seq = db->GetLatestSequenceNumber();
+    unlogged_upto = std::max(unlogged_upto, seq);
+    if (volume_id != 0) marked[volume_id] = seq;
+    lock.unlock();
+    EFS_RETURN_IF_ERROR(written);
     return sync ? FlushAll() : Status::Ok();
   }
 
@@ -380,6 +438,52 @@ struct RocksDbVolumes::Impl {
       // Deleted and re-created between the two reads: lock the new id.
       if (record.id == unlocked.id) return fn(record);
     }
+  }
+
+  // The volumes whose markers a crash left may have lost commits their
+  // clients were told about. Clearing their holder ends the holder's run of
+  // epochs, so its client cannot resume the lease (RemoteBlockStore's
+  // ResumesLease) and commit on top of blocks that are gone; a fresh mount
+  // starts from the last durable root.
+  Status FenceUnflushedVolumes() {
+    std::set<uint64_t> ids;
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), meta));
+    for (it->Seek(
+             rocksdb::Slice(kUnflushedPrefix.data(), kUnflushedPrefix.size()));
+         it->Valid() && it->key().starts_with(rocksdb::Slice(
+                            kUnflushedPrefix.data(), kUnflushedPrefix.size()));
+         it->Next()) {
+      if (it->key().size() != kUnflushedPrefix.size() + 8) {
+        return Status::Corruption("bad unflushed-volume marker");
+      }
+      ids.insert(ReadBigEndian64(it->key().data() + kUnflushedPrefix.size()));
+    }
+    EFS_RETURN_IF_ERROR(FromRocks(it->status(), "read markers"));
+    if (ids.empty()) return Status::Ok();
+    rocksdb::WriteBatch batch;
+    for (it->Seek(rocksdb::Slice(kVolumePrefix.data(), kVolumePrefix.size()));
+         it->Valid() && it->key().ToStringView() < kVolumePrefixEnd;
+         it->Next()) {
+      EFS_ASSIGN_OR_RETURN(VolumeRecord record,
+                           DecodeRecord(it->value().ToStringView()));
+      if (!ids.contains(record.id)) continue;
+      const std::string_view name =
+          it->key().ToStringView().substr(kVolumePrefix.size());
+      spdlog::warn(
+          "store {}: volume {} may have lost commits that were not durable "
+          "when the host stopped; its lease holder cannot resume",
+          dir, name);
+      record.holder_id.clear();
+      EFS_RETURN_IF_ERROR(
+          FromRocks(batch.Put(meta, it->key(), EncodeRecord(record)), "batch"));
+    }
+    EFS_RETURN_IF_ERROR(FromRocks(it->status(), "read volume records"));
+    for (uint64_t id : ids) {
+      EFS_RETURN_IF_ERROR(
+          FromRocks(batch.Delete(meta, MarkerKey(id)), "batch"));
+    }
+    return Write(&batch, /*sync=*/true);
   }
 
   Status PutRecord(std::string_view name, const VolumeRecord& record) {
@@ -465,6 +569,9 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
   impl->meta = impl->handles[0];
   impl->blocks = impl->handles[1];
   impl->index = impl->handles[2];
+  if (Status fenced = impl->FenceUnflushedVolumes(); !fenced.ok()) {
+    return Status::IOError("open store " + dir + ": " + fenced.ToString());
+  }
   impl->TuneBlobGc();  // a store reopened with much garbage collects at once
   spdlog::info("opened block store {}", dir);
   return std::unique_ptr<RocksDbVolumes>(new RocksDbVolumes(std::move(impl)));
@@ -707,8 +814,8 @@ Status RocksDbBlockStore::Commit(const CommitBatch& batch) {
   record.blocks += static_cast<uint64_t>(count_delta);
   EFS_RETURN_IF_ERROR(FromRocks(
       wb.Put(db_->meta, VolumeKey(name_), EncodeRecord(record)), "batch"));
-  EFS_RETURN_IF_ERROR(
-      db_->Write(&wb, batch.durable, batch.PutBytes() >= kUnloggedMinBytes));
+  EFS_RETURN_IF_ERROR(db_->Write(&wb, batch.durable,
+                                 batch.PutBytes() >= kUnloggedMinBytes, id_));
   db_->TuneBlobGc();
   return Status::Ok();
 }

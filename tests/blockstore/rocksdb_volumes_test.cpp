@@ -489,7 +489,8 @@ TEST(
   }
   auto commit_then_die = [&] {
     auto volumes = RocksDbVolumes::Open(dir.path());
-    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 30).ok()) {
+    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 30).ok() ||
+        !(*volumes)->Claim("vol", kToken, kHolder).ok()) {
       std::_Exit(2);
     }
     auto store = (*volumes)->OpenVolume("vol");
@@ -511,6 +512,54 @@ TEST(
   auto info = (*volumes)->GetVolume("vol");
   EFS_ASSERT_OK(info);
   EXPECT_EQ(info->block_count, model.size());
+  // The flush removed the volume's marker: nothing was lost, the holder's
+  // run of epochs goes on.
+  auto grant = (*volumes)->Claim("vol", kToken, kHolder);
+  EFS_ASSERT_OK(grant);
+  EXPECT_EQ(grant->epoch, 2u);
+  EXPECT_EQ(grant->holder_since, 1u);
+}
+
+// Unlogged commits lost in a crash must not let their client resume its
+// lease: it would commit a root on top of blocks that are gone.
+TEST(RocksDbVolumesDeathTest,
+     givenUnflushedBulkCommit_whenProcessDies_thenHolderCannotResume) {
+  contract::TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string bulk_value =
+      contract::RandomBytes(2 * kUnloggedMinBytes, 5);
+  auto commit_then_die = [&] {
+    auto volumes = RocksDbVolumes::Open(dir.path());
+    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 30).ok() ||
+        !(*volumes)->CreateVolume("idle", 1 << 20).ok() ||
+        !(*volumes)->Claim("vol", kToken, kHolder).ok() ||
+        !(*volumes)->Claim("idle", kToken, kHolder).ok()) {
+      std::_Exit(2);
+    }
+    auto store = (*volumes)->OpenVolume("vol");
+    CommitBatch synced = PutBatch({{"synced", "yes"}});
+    synced.durable = true;
+    if (!store.ok() || !(*store)->Commit(synced).ok()) std::_Exit(3);
+    if (!(*store)->Commit(PutBatch({{"bulk", bulk_value}})).ok()) {
+      std::_Exit(4);
+    }
+    std::_Exit(0);  // no flush, no close: like a crash after the commit
+  };
+  EXPECT_EXIT(commit_then_die(), ::testing::ExitedWithCode(0), "");
+
+  auto volumes = RocksDbVolumes::Open(dir.path());
+  EFS_ASSERT_OK(volumes);
+  auto store = (*volumes)->OpenVolume("vol");
+  EFS_ASSERT_OK(store);
+  // The bulk commit, counters included, is gone as a whole.
+  contract::ExpectStoreHolds(**store, {{"synced", "yes"}});
+  auto grant = (*volumes)->Claim("vol", kToken, kHolder);
+  EFS_ASSERT_OK(grant);
+  EXPECT_EQ(grant->holder_since, grant->epoch);
+  // A volume without unlogged commits keeps its holder's run.
+  auto idle = (*volumes)->Claim("idle", kToken, kHolder);
+  EFS_ASSERT_OK(idle);
+  EXPECT_LT(idle->holder_since, idle->epoch);
 }
 
 TEST(WantBlobGcTest,
