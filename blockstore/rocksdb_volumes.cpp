@@ -322,7 +322,7 @@ struct RocksDbVolumes::Impl {
   std::mutex unlogged_mu;
   rocksdb::SequenceNumber unlogged_upto = 0;  // GUARDED_BY(unlogged_mu)
   rocksdb::SequenceNumber flushed_upto = 0;   // GUARDED_BY(unlogged_mu)
-  // Volume id -> sequence number of its last unlogged write (kMaxSequence
+  // Volume id -> sequence number of its last unlogged write (kInFlight
   // while one is in flight), for every volume whose marker is stored.
   std::map<uint64_t, rocksdb::SequenceNumber>
       marked;  // GUARDED_BY(unlogged_mu)
@@ -440,6 +440,22 @@ struct RocksDbVolumes::Impl {
     }
   }
 
+  // Calls fn(name, record) for every volume, in name order, until fn fails.
+  template <typename Fn>
+  Status ForEachRecord(Fn&& fn) {
+    rocksdb::ReadOptions options;
+    const rocksdb::Slice upper(kVolumePrefixEnd);
+    options.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(options, meta));
+    for (it->Seek(kVolumePrefix); it->Valid(); it->Next()) {
+      EFS_ASSIGN_OR_RETURN(VolumeRecord record,
+                           DecodeRecord(it->value().ToStringView()));
+      EFS_RETURN_IF_ERROR(
+          fn(it->key().ToStringView().substr(kVolumePrefix.size()), record));
+    }
+    return FromRocks(it->status(), "read volume records");
+  }
+
   // The volumes whose markers a crash left may have lost commits their
   // clients were told about. Clearing their holder ends the holder's run of
   // epochs, so its client cannot resume the lease (RemoteBlockStore's
@@ -449,11 +465,8 @@ struct RocksDbVolumes::Impl {
     std::set<uint64_t> ids;
     std::unique_ptr<rocksdb::Iterator> it(
         db->NewIterator(rocksdb::ReadOptions(), meta));
-    for (it->Seek(
-             rocksdb::Slice(kUnflushedPrefix.data(), kUnflushedPrefix.size()));
-         it->Valid() && it->key().starts_with(rocksdb::Slice(
-                            kUnflushedPrefix.data(), kUnflushedPrefix.size()));
-         it->Next()) {
+    for (it->Seek(kUnflushedPrefix);
+         it->Valid() && it->key().starts_with(kUnflushedPrefix); it->Next()) {
       if (it->key().size() != kUnflushedPrefix.size() + 8) {
         return Status::Corruption("bad unflushed-volume marker");
       }
@@ -462,23 +475,17 @@ struct RocksDbVolumes::Impl {
     EFS_RETURN_IF_ERROR(FromRocks(it->status(), "read markers"));
     if (ids.empty()) return Status::Ok();
     rocksdb::WriteBatch batch;
-    for (it->Seek(rocksdb::Slice(kVolumePrefix.data(), kVolumePrefix.size()));
-         it->Valid() && it->key().ToStringView() < kVolumePrefixEnd;
-         it->Next()) {
-      EFS_ASSIGN_OR_RETURN(VolumeRecord record,
-                           DecodeRecord(it->value().ToStringView()));
-      if (!ids.contains(record.id)) continue;
-      const std::string_view name =
-          it->key().ToStringView().substr(kVolumePrefix.size());
-      spdlog::warn(
-          "store {}: volume {} may have lost commits that were not durable "
-          "when the host stopped; its lease holder cannot resume",
-          dir, name);
-      record.holder_id.clear();
-      EFS_RETURN_IF_ERROR(
-          FromRocks(batch.Put(meta, it->key(), EncodeRecord(record)), "batch"));
-    }
-    EFS_RETURN_IF_ERROR(FromRocks(it->status(), "read volume records"));
+    EFS_RETURN_IF_ERROR(ForEachRecord(
+        [&](std::string_view name, VolumeRecord record) -> Status {
+          if (!ids.contains(record.id)) return Status::Ok();
+          spdlog::warn(
+              "store {}: volume {} may have lost commits that were not "
+              "durable when the host stopped; its lease holder cannot resume",
+              dir, name);
+          record.holder_id.clear();
+          return FromRocks(
+              batch.Put(meta, VolumeKey(name), EncodeRecord(record)), "batch");
+        }));
     for (uint64_t id : ids) {
       EFS_RETURN_IF_ERROR(
           FromRocks(batch.Delete(meta, MarkerKey(id)), "batch"));
@@ -652,21 +659,12 @@ Result<VolumeInfo> RocksDbVolumes::GetVolume(const std::string& name) {
 }
 
 Result<std::vector<VolumeInfo>> RocksDbVolumes::ListVolumes() {
-  rocksdb::ReadOptions options;
-  const rocksdb::Slice upper(kVolumePrefixEnd.data(), kVolumePrefixEnd.size());
-  options.iterate_upper_bound = &upper;
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db->NewIterator(options, impl_->meta));
   std::vector<VolumeInfo> out;
-  for (it->Seek(rocksdb::Slice(kVolumePrefix.data(), kVolumePrefix.size()));
-       it->Valid(); it->Next()) {
-    EFS_ASSIGN_OR_RETURN(VolumeRecord record,
-                         DecodeRecord(it->value().ToStringView()));
-    out.push_back(ToInfo(
-        std::string(it->key().ToStringView().substr(kVolumePrefix.size())),
-        record));
-  }
-  EFS_RETURN_IF_ERROR(FromRocks(it->status(), "list volumes"));
+  EFS_RETURN_IF_ERROR(impl_->ForEachRecord(
+      [&](std::string_view name, const VolumeRecord& record) {
+        out.push_back(ToInfo(std::string(name), record));
+        return Status::Ok();
+      }));
   return out;
 }
 

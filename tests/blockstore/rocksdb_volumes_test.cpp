@@ -449,23 +449,31 @@ TEST_F(RocksDbVolumesTest,
 
 // Death tests run first, before other tests start RocksDB threads that a
 // fork would not carry over.
+
+// Runs body(volumes) on the store in `dir` in a child process that then
+// dies without flushing or closing, like a crash after its last commit.
+// body returns false on any failure; the child must get through it.
+template <typename Body>
+void RunThenDie(const std::string& dir, Body body) {
+  auto run = [&] {
+    auto volumes = RocksDbVolumes::Open(dir);
+    std::_Exit(volumes.ok() && body(**volumes) ? 0 : 2);
+  };
+  EXPECT_EXIT(run(), ::testing::ExitedWithCode(0), "");
+}
+
 TEST(RocksDbVolumesDeathTest,
      givenDurableCommit_whenProcessDiesWithoutClosing_thenDataSurvives) {
   contract::TempDir dir;
   ASSERT_FALSE(dir.path().empty());
   const std::string value = contract::RandomBytes(64 << 10, 9);
-  auto commit_then_die = [&] {
-    auto volumes = RocksDbVolumes::Open(dir.path());
-    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 20).ok()) {
-      std::_Exit(2);
-    }
-    auto store = (*volumes)->OpenVolume("vol");
+  RunThenDie(dir.path(), [&](RocksDbVolumes& volumes) {
+    if (!volumes.CreateVolume("vol", 1 << 20).ok()) return false;
+    auto store = volumes.OpenVolume("vol");
     CommitBatch batch = PutBatch({{"k", value}});
     batch.durable = true;
-    if (!store.ok() || !(*store)->Commit(batch).ok()) std::_Exit(3);
-    std::_Exit(0);  // no flush, no close: like a crash after the commit
-  };
-  EXPECT_EXIT(commit_then_die(), ::testing::ExitedWithCode(0), "");
+    return store.ok() && (*store)->Commit(batch).ok();
+  });
 
   auto volumes = RocksDbVolumes::Open(dir.path());
   EFS_ASSERT_OK(volumes);
@@ -487,20 +495,17 @@ TEST(
     bulk.emplace_back("bulk" + std::to_string(i),
                       contract::RandomBytes(64 << 10, i));
   }
-  auto commit_then_die = [&] {
-    auto volumes = RocksDbVolumes::Open(dir.path());
-    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 30).ok() ||
-        !(*volumes)->Claim("vol", kToken, kHolder).ok()) {
-      std::_Exit(2);
+  RunThenDie(dir.path(), [&](RocksDbVolumes& volumes) {
+    if (!volumes.CreateVolume("vol", 1 << 30).ok() ||
+        !volumes.Claim("vol", kToken, kHolder).ok()) {
+      return false;
     }
-    auto store = (*volumes)->OpenVolume("vol");
-    if (!store.ok() || !(*store)->Commit(PutBatch(bulk)).ok()) std::_Exit(3);
+    auto store = volumes.OpenVolume("vol");
+    if (!store.ok() || !(*store)->Commit(PutBatch(bulk)).ok()) return false;
     CommitBatch small = PutBatch({{"small", "synced"}});
     small.durable = true;
-    if (!(*store)->Commit(small).ok()) std::_Exit(4);
-    std::_Exit(0);  // no flush, no close: like a crash after the commit
-  };
-  EXPECT_EXIT(commit_then_die(), ::testing::ExitedWithCode(0), "");
+    return (*store)->Commit(small).ok();
+  });
 
   auto volumes = RocksDbVolumes::Open(dir.path());
   EFS_ASSERT_OK(volumes);
@@ -528,24 +533,19 @@ TEST(RocksDbVolumesDeathTest,
   ASSERT_FALSE(dir.path().empty());
   const std::string bulk_value =
       contract::RandomBytes(2 * kUnloggedMinBytes, 5);
-  auto commit_then_die = [&] {
-    auto volumes = RocksDbVolumes::Open(dir.path());
-    if (!volumes.ok() || !(*volumes)->CreateVolume("vol", 1 << 30).ok() ||
-        !(*volumes)->CreateVolume("idle", 1 << 20).ok() ||
-        !(*volumes)->Claim("vol", kToken, kHolder).ok() ||
-        !(*volumes)->Claim("idle", kToken, kHolder).ok()) {
-      std::_Exit(2);
+  RunThenDie(dir.path(), [&](RocksDbVolumes& volumes) {
+    if (!volumes.CreateVolume("vol", 1 << 30).ok() ||
+        !volumes.CreateVolume("idle", 1 << 20).ok() ||
+        !volumes.Claim("vol", kToken, kHolder).ok() ||
+        !volumes.Claim("idle", kToken, kHolder).ok()) {
+      return false;
     }
-    auto store = (*volumes)->OpenVolume("vol");
+    auto store = volumes.OpenVolume("vol");
     CommitBatch synced = PutBatch({{"synced", "yes"}});
     synced.durable = true;
-    if (!store.ok() || !(*store)->Commit(synced).ok()) std::_Exit(3);
-    if (!(*store)->Commit(PutBatch({{"bulk", bulk_value}})).ok()) {
-      std::_Exit(4);
-    }
-    std::_Exit(0);  // no flush, no close: like a crash after the commit
-  };
-  EXPECT_EXIT(commit_then_die(), ::testing::ExitedWithCode(0), "");
+    return store.ok() && (*store)->Commit(synced).ok() &&
+           (*store)->Commit(PutBatch({{"bulk", bulk_value}})).ok();
+  });
 
   auto volumes = RocksDbVolumes::Open(dir.path());
   EFS_ASSERT_OK(volumes);

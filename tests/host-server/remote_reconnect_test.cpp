@@ -67,6 +67,18 @@ class RemoteReconnectTest : public ::testing::Test {
     return epoch;
   }
 
+  // True once the host has dropped every lease on the volume (its sessions
+  // noticed their connections were cut); false after 10 s.
+  bool WaitUntilReleased() {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (host_.server().volume_manager().IsHeld(kVolume)) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
+  }
+
   // The filesystem's root-record pattern: swap "root" from `from` to `to`
   // and write a data block in the same batch.
   static CommitBatch SwapRoot(std::optional<std::string> from,
@@ -452,6 +464,9 @@ TEST_F(RemoteReconnectTest,
 
   proxy_->Arm(FrameProxy::Fault::kDropOpenReply);
   proxy_->DropAll();
+  // Otherwise the lost OPEN may meet the old session's lease, be refused
+  // Busy and take no epoch.
+  ASSERT_TRUE(WaitUntilReleased());
   Status committed = store->Commit(SwapRoot("r1", "r2"));
 
   EXPECT_TRUE(committed.ok()) << committed.ToString();
