@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "blockstore/malloc_tuning.h"
 #include "blockstore/rocksdb_volumes.h"
 #include "blockstore/transport.h"
 #include "blockstore/units.h"
@@ -283,6 +284,9 @@ int Run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // Logs go to stderr so stdout stays for results.
   spdlog::set_default_logger(spdlog::stderr_color_mt("enclavefs-host"));
+  if (!enclavefs::RecycleLargeBuffers()) {
+    spdlog::warn("malloc refused the large-buffer settings; running without");
+  }
   try {
     return enclavefs::Run(argc, argv);
   } catch (const std::exception& e) {
