@@ -1,13 +1,16 @@
 #include "blockstore/malloc_tuning.h"
 
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 
 namespace enclavefs {
 
-bool RecycleLargeBuffers() {
+void RecycleLargeBuffers() {
   const bool mmap_set = mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1;
   const bool trim_set = mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
-  return mmap_set && trim_set;
+  if (!mmap_set || !trim_set) {
+    spdlog::warn("malloc refused the large-buffer settings; running without");
+  }
 }
 
 }  // namespace enclavefs

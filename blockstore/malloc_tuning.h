@@ -22,8 +22,8 @@ inline constexpr size_t kMmapThreshold = size_t{32} << 20;
 // Free memory at the top of a heap is returned to the kernel above this.
 inline constexpr size_t kTrimThreshold = size_t{128} << 20;
 
-// Sets both thresholds (which also stops glibc from adjusting them). Returns
-// false if glibc refused either.
-bool RecycleLargeBuffers();
+// Sets both thresholds (which also stops glibc from adjusting them). If glibc
+// refuses either, logs a warning and the process runs with its defaults.
+void RecycleLargeBuffers();
 
 }  // namespace enclavefs

@@ -9,8 +9,6 @@ int main(int argc, char** argv) {
   // Logs go to stderr (the log file once a mount daemon detaches), so stdout
   // carries only results.
   spdlog::set_default_logger(spdlog::stderr_color_mt("enclavefs"));
-  if (!enclavefs::RecycleLargeBuffers()) {
-    spdlog::warn("malloc refused the large-buffer settings; running without");
-  }
+  enclavefs::RecycleLargeBuffers();
   return enclavefs::RunCommandLine(argc, argv);
 }

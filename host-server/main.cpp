@@ -284,9 +284,7 @@ int Run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // Logs go to stderr so stdout stays for results.
   spdlog::set_default_logger(spdlog::stderr_color_mt("enclavefs-host"));
-  if (!enclavefs::RecycleLargeBuffers()) {
-    spdlog::warn("malloc refused the large-buffer settings; running without");
-  }
+  enclavefs::RecycleLargeBuffers();
   try {
     return enclavefs::Run(argc, argv);
   } catch (const std::exception& e) {
