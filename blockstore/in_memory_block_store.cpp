@@ -89,7 +89,8 @@ void InMemoryBlockStore::Restore(std::map<std::string, std::string> blocks) {
   std::lock_guard lock(mu_);
   blocks_ = {blocks.begin(), blocks.end()};
   used_bytes_ = 0;
-  for (const auto& [key, value] : blocks_) used_bytes_ += key.size() + value.size();
+  for (const auto& [key, value] : blocks_)
+    used_bytes_ += key.size() + value.size();
 }
 
 }  // namespace enclavefs

@@ -20,8 +20,7 @@ class InMemoryBlockStore : public BlockStore {
   Result<GetResult> Get(std::span<const std::string> keys) override;
   Status Commit(const CommitBatch& batch) override;
   Result<StoreStats> Stat() override;
-  Result<KeyPage> ListKeys(std::string_view start_after,
-                           size_t limit) override;
+  Result<KeyPage> ListKeys(std::string_view start_after, size_t limit) override;
 
   // Test hooks: a copy of every block, and wholesale replacement of them.
   std::map<std::string, std::string> Snapshot() const;
@@ -30,7 +29,7 @@ class InMemoryBlockStore : public BlockStore {
  private:
   mutable std::mutex mu_;
   std::map<std::string, std::string, std::less<>> blocks_;  // GUARDED_BY(mu_)
-  uint64_t used_bytes_ = 0;                                  // GUARDED_BY(mu_)
+  uint64_t used_bytes_ = 0;                                 // GUARDED_BY(mu_)
   uint64_t quota_bytes_;
 };
 

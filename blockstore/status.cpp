@@ -3,6 +3,7 @@
 namespace enclavefs {
 
 std::string_view StatusCodeName(StatusCode code) {
+  // clang-format off
   switch (code) {
     case StatusCode::kOk: return "OK";
     case StatusCode::kNotFound: return "NotFound";
@@ -29,6 +30,7 @@ std::string_view StatusCodeName(StatusCode code) {
     case StatusCode::kNotSupported: return "NotSupported";
     case StatusCode::kTooManyLinks: return "TooManyLinks";
   }
+  // clang-format on
   return "Unknown";
 }
 

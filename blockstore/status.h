@@ -21,29 +21,29 @@ namespace enclavefs {
 enum class StatusCode : uint16_t {
   kOk = 0,
   kNotFound = 1,
-  kCorruption = 2,       // data failed authentication or decoding
-  kInvalidArgument = 3,  // caller broke a precondition or limit
-  kIOError = 4,          // storage or OS failure
-  kUnavailable = 5,      // peer unreachable or connection lost
-  kBusy = 6,             // volume is held by another client
-  kPermissionDenied = 7, // wrong access token
-  kQuotaExceeded = 8,    // commit would exceed the volume quota
-  kConflict = 9,         // compare-and-swap precondition did not match
-  kFenced = 10,          // lease was taken over; this holder is stale
+  kCorruption = 2,        // data failed authentication or decoding
+  kInvalidArgument = 3,   // caller broke a precondition or limit
+  kIOError = 4,           // storage or OS failure
+  kUnavailable = 5,       // peer unreachable or connection lost
+  kBusy = 6,              // volume is held by another client
+  kPermissionDenied = 7,  // wrong access token
+  kQuotaExceeded = 8,     // commit would exceed the volume quota
+  kConflict = 9,          // compare-and-swap precondition did not match
+  kFenced = 10,           // lease was taken over; this holder is stale
   kAlreadyExists = 11,
-  kProtocolError = 12,   // malformed frame or request
+  kProtocolError = 12,  // malformed frame or request
   kResourceExhausted = 13,
   kShuttingDown = 14,
   // POSIX-layer outcomes (fs/filesystem.h); mapped to errno at the FUSE edge.
-  kNotEmpty = 15,         // ENOTEMPTY
-  kIsDirectory = 16,      // EISDIR
-  kNotDirectory = 17,     // ENOTDIR
-  kNameTooLong = 18,      // ENAMETOOLONG
-  kNoAttribute = 19,      // ENODATA (xattr)
-  kOutOfRange = 20,       // ERANGE (xattr buffer), EFBIG (file size)
-  kNotPermitted = 21,     // EPERM
-  kNotSupported = 22,     // EOPNOTSUPP
-  kTooManyLinks = 23,     // EMLINK
+  kNotEmpty = 15,      // ENOTEMPTY
+  kIsDirectory = 16,   // EISDIR
+  kNotDirectory = 17,  // ENOTDIR
+  kNameTooLong = 18,   // ENAMETOOLONG
+  kNoAttribute = 19,   // ENODATA (xattr)
+  kOutOfRange = 20,    // ERANGE (xattr buffer), EFBIG (file size)
+  kNotPermitted = 21,  // EPERM
+  kNotSupported = 22,  // EOPNOTSUPP
+  kTooManyLinks = 23,  // EMLINK
 };
 
 // Returns a short stable name such as "Corruption".
@@ -54,6 +54,8 @@ class [[nodiscard]] Status {
   Status() = default;  // OK
   Status(StatusCode code, std::string message);
 
+  // One factory per line reads as a table of the codes.
+  // clang-format off
   static Status Ok() { return Status(); }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
@@ -78,6 +80,7 @@ class [[nodiscard]] Status {
   static Status NotPermitted(std::string m) { return {StatusCode::kNotPermitted, std::move(m)}; }
   static Status NotSupported(std::string m) { return {StatusCode::kNotSupported, std::move(m)}; }
   static Status TooManyLinks(std::string m) { return {StatusCode::kTooManyLinks, std::move(m)}; }
+  // clang-format on
 
   bool ok() const { return rep_ == nullptr; }
   StatusCode code() const { return rep_ ? rep_->code : StatusCode::kOk; }
@@ -122,9 +125,9 @@ class [[nodiscard]] Result {
 }  // namespace enclavefs
 
 // Propagates a non-OK Status from the current function.
-#define EFS_RETURN_IF_ERROR(expr)            \
-  do {                                       \
-    ::enclavefs::Status efs_status_ = (expr); \
+#define EFS_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::enclavefs::Status efs_status_ = (expr);  \
     if (!efs_status_.ok()) return efs_status_; \
   } while (0)
 

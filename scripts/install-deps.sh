@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config clang
+  build-essential cmake ninja-build pkg-config clang clang-format
   libfuse3-dev fuse3
   libsodium-dev libssl-dev
   libcli11-dev librocksdb-dev libspdlog-dev

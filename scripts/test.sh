@@ -3,6 +3,7 @@
 #   1. the release build and its full CTest suite (unit, integration, e2e);
 #   2. an AddressSanitizer + UBSan build of the unit tests;
 #   3. the protocol decoder fuzzer for a bounded time (FUZZ_SECONDS, default 60).
+# First it checks that every C++ source is clang-formatted (.clang-format).
 # Ends with CTest's summary line of the full suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,11 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "dependencies"
 scripts/install-deps.sh
+
+step "clang-format check"
+find blockstore fs host-server enclave-mount bench tests \( -name '*.cpp' -o -name '*.h' \) \
+  -print0 | xargs -0 clang-format --dry-run -Werror
+echo "all C++ sources formatted"
 
 step "ASan+UBSan build of the unit tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
