@@ -56,20 +56,6 @@ class SealerTest : public ::testing::TestWithParam<Params> {
       : context_(MakeContext(std::get<0>(GetParam()), std::get<1>(GetParam()))),
         sealer_(context_) {}
 
-  size_t ClassOf(BlockKind kind) const {
-    switch (kind) {
-      case BlockKind::kRoot:
-        return kRootRecordSize;
-      case BlockKind::kNode:
-        return context_->node_size;
-      case BlockKind::kData:
-        return context_->block_size;
-      case BlockKind::kOpaque:
-        return kMinOpaqueClassSize;
-    }
-    return 0;
-  }
-
   std::shared_ptr<SealingContext> context_;
   SealerImpl sealer_;
 };
@@ -92,13 +78,16 @@ TEST_P(SealerTest, givenEachKind_whenSealThenOpen_thenPlaintextReturns) {
 
 TEST_P(SealerTest,
        givenFixedClassKinds_whenSealAnySize_thenSealedSizeIsClassPlusOverhead) {
-  for (BlockKind kind :
-       {BlockKind::kRoot, BlockKind::kNode, BlockKind::kData}) {
-    EXPECT_EQ(sealer_.Capacity(kind), ClassOf(kind));
-    for (size_t size : {size_t{0}, size_t{7}, sealer_.Capacity(kind)}) {
+  const std::pair<BlockKind, size_t> classes[] = {
+      {BlockKind::kRoot, kRootRecordSize},
+      {BlockKind::kNode, context_->node_size},
+      {BlockKind::kData, context_->block_size}};
+  for (auto [kind, cls] : classes) {
+    EXPECT_EQ(sealer_.Capacity(kind), cls);
+    for (size_t size : {size_t{0}, size_t{7}, cls}) {
       auto sealed = sealer_.Seal(kind, "n", std::string(size, 'x'));
       ASSERT_TRUE(sealed.ok());
-      EXPECT_EQ(sealed->bytes.size(), ClassOf(kind) + kSealedOverhead);
+      EXPECT_EQ(sealed->bytes.size(), cls + kSealedOverhead);
     }
   }
 }
