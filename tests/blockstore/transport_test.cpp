@@ -154,36 +154,44 @@ TEST(TransportTest, givenTcpPortZero_whenListening_thenChosenPortUsable) {
   ExpectConcurrentEcho(**listener, 8u << 20);
 }
 
-TEST(TransportTest, givenAcceptedConnection_whenPeerCloses_thenReadSaysClosed) {
-  TempDir dir;
-  auto listener = Listen(MustParse(dir.Unix("s")));
-  ASSERT_TRUE(listener.ok());
-  auto client = Connect((*listener)->address());
-  ASSERT_TRUE(client.ok());
-  auto server = (*listener)->Accept();
-  ASSERT_TRUE(server.ok());
-  client->reset();
+// A client and the server side of its connection, over a unix socket.
+class TransportPairTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto listener = Listen(MustParse(dir_.Unix("s")));
+    ASSERT_TRUE(listener.ok()) << listener.status().ToString();
+    listener_ = std::move(*listener);
+    auto client = Connect(listener_->address());
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(*client);
+    auto server = listener_->Accept();
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<Connection> client_;
+  std::unique_ptr<Connection> server_;
+};
+
+TEST_F(TransportPairTest,
+       givenAcceptedConnection_whenPeerCloses_thenReadSaysClosed) {
+  client_.reset();
   char byte;
-  Status s = (*server)->ReadFull(&byte, 1);
+  Status s = server_->ReadFull(&byte, 1);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_EQ(s.message(), "connection closed");
 }
 
-TEST(TransportTest, givenBlockedReader_whenShutdown_thenReadFails) {
-  TempDir dir;
-  auto listener = Listen(MustParse(dir.Unix("s")));
-  ASSERT_TRUE(listener.ok());
-  auto client = Connect((*listener)->address());
-  ASSERT_TRUE(client.ok());
-  auto server = (*listener)->Accept();
-  ASSERT_TRUE(server.ok());
+TEST_F(TransportPairTest, givenBlockedReader_whenShutdown_thenReadFails) {
   std::thread reader([&] {
     char byte;
-    EXPECT_FALSE((*client)->ReadFull(&byte, 1).ok());
+    EXPECT_FALSE(client_->ReadFull(&byte, 1).ok());
   });
-  (*client)->Shutdown();
+  client_->Shutdown();
   reader.join();
-  EXPECT_FALSE((*client)->WriteFull("x").ok());
+  EXPECT_FALSE(client_->WriteFull("x").ok());
 }
 
 TEST(TransportTest, givenBlockedAccept_whenClosed_thenShuttingDown) {
