@@ -33,6 +33,14 @@ class AeadTest : public ::testing::TestWithParam<CipherId> {
     RandomBytes(nonce_);
   }
 
+  // Encrypts plain_ with ad_ under nonce_ into `cipher` (its size).
+  void EncryptPlain(std::string& cipher, Tag& tag) {
+    ASSERT_TRUE(aead_
+                    ->Encrypt(nonce_, AsBytes(ad_), AsBytes(plain_),
+                              reinterpret_cast<uint8_t*>(cipher.data()), tag)
+                    .ok());
+  }
+
   std::unique_ptr<Aead> aead_;
   std::vector<uint8_t> nonce_;
   const std::string ad_ = "associated";
@@ -42,10 +50,7 @@ class AeadTest : public ::testing::TestWithParam<CipherId> {
 TEST_P(AeadTest, givenKey_whenEncryptThenDecrypt_thenPlaintextReturns) {
   std::string cipher(plain_.size(), '\0');
   Tag tag;
-  ASSERT_TRUE(aead_
-                  ->Encrypt(nonce_, AsBytes(ad_), AsBytes(plain_),
-                            reinterpret_cast<uint8_t*>(cipher.data()), tag)
-                  .ok());
+  ASSERT_NO_FATAL_FAILURE(EncryptPlain(cipher, tag));
   EXPECT_NE(cipher, plain_);
   std::string back(plain_.size(), '\0');
   ASSERT_TRUE(aead_
@@ -69,10 +74,7 @@ TEST_P(AeadTest, givenEncryptInPlace_whenDecryptInPlace_thenRoundTrips) {
 TEST_P(AeadTest, givenAnyTamperedByte_whenDecrypt_thenCorruption) {
   std::string cipher(plain_.size(), '\0');
   Tag tag;
-  ASSERT_TRUE(aead_
-                  ->Encrypt(nonce_, AsBytes(ad_), AsBytes(plain_),
-                            reinterpret_cast<uint8_t*>(cipher.data()), tag)
-                  .ok());
+  ASSERT_NO_FATAL_FAILURE(EncryptPlain(cipher, tag));
   std::string out(plain_.size(), '\0');
   auto* o = reinterpret_cast<uint8_t*>(out.data());
   auto expect_fails = [&](const std::vector<uint8_t>& nonce,
