@@ -122,20 +122,21 @@ def warm_free_memory(nbytes):
     times a normal page fault. A job that allocates a lot (cryfs's cold read)
     leaves the next system in the rotation paying that for its page cache.
     Touching the memory first gives every measurement the same start:
-    recently freed pages. Capped at half of MemAvailable."""
-    nbytes = min(nbytes, _mem_available() // 2)
+    recently freed pages. Capped at half of MemFree, so that it never
+    evicts the page cache a warm job relies on."""
+    nbytes = min(nbytes, _mem_free() // 2)
     chunk = b"\x01" * (64 << 20)
     with mmap.mmap(-1, nbytes) as memory:
         for offset in range(0, nbytes, len(chunk)):
             memory[offset:offset + len(chunk)] = chunk[:nbytes - offset]
 
 
-def _mem_available():
+def _mem_free():
     with open("/proc/meminfo", encoding="ascii") as f:
         for line in f:
-            if line.startswith("MemAvailable:"):
+            if line.startswith("MemFree:"):
                 return int(line.split()[1]) * 1024
-    raise BenchError("no MemAvailable in /proc/meminfo")
+    raise BenchError("no MemFree in /proc/meminfo")
 
 
 def fsync_dir(path):
