@@ -1,5 +1,6 @@
 #include "blockstore/rocksdb_volumes.h"
 
+#include <fcntl.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -8,10 +9,13 @@
 #include <rocksdb/write_batch.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -224,6 +228,19 @@ rocksdb::ColumnFamilyOptions BlocksCfOptions(
   // compaction soon.
   cf.blob_garbage_collection_force_threshold = kBlobGcOnRatio;
   return cf;
+}
+
+Status CheckDirectReads(const std::string& dir) {
+  const std::string path = dir + "/CURRENT";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::IOError("store " + dir +
+                           ": direct reads need O_DIRECT, which this file "
+                           "system refuses (" +
+                           std::strerror(errno) + ")");
+  }
+  ::close(fd);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -539,7 +556,7 @@ RocksDbVolumes::RocksDbVolumes(std::unique_ptr<Impl> impl)
 RocksDbVolumes::~RocksDbVolumes() = default;
 
 Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
-    const std::string& dir) {
+    const std::string& dir, const StoreOptions& store_options) {
   if (sodium_init() < 0) return Status::IOError("libsodium failed to start");
   auto cache = rocksdb::NewLRUCache(32 << 20);
   rocksdb::DBOptions options;
@@ -552,6 +569,7 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
   // Block names sort in creation order, so a file's blocks sit together in a
   // blob file; let the kernel read ahead there (docs/storage.md).
   options.advise_random_on_open = false;
+  options.use_direct_reads = store_options.direct_reads;
   // Commits that skip the WAL span three column families; only a flush of
   // all of them at once keeps a crash from splitting one (Impl::Write).
   options.atomic_flush = true;
@@ -576,6 +594,11 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
   impl->meta = impl->handles[0];
   impl->blocks = impl->handles[1];
   impl->index = impl->handles[2];
+  if (store_options.direct_reads) {
+    // RocksDB opens block files lazily, so without this check a file system
+    // without O_DIRECT would fail only at the first read.
+    EFS_RETURN_IF_ERROR(CheckDirectReads(dir));
+  }
   if (Status fenced = impl->FenceUnflushedVolumes(); !fenced.ok()) {
     return Status::IOError("open store " + dir + ": " + fenced.ToString());
   }

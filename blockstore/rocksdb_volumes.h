@@ -46,13 +46,23 @@ struct EpochGrant {
   uint64_t holder_since = 0;
 };
 
+struct StoreOptions {
+  // Read blocks with O_DIRECT, past the host's page cache. Faster cold
+  // sequential reads on a fast local disk, but the host no longer caches
+  // blocks the enclave has evicted (docs/storage.md). Compaction and
+  // flushes stay buffered.
+  bool direct_reads = false;
+};
+
 class RocksDbBlockStore;
 
 class RocksDbVolumes {
  public:
   // Opens or creates the database in `dir`. IOError if another process holds
-  // it ("store is in use by another process").
-  static Result<std::unique_ptr<RocksDbVolumes>> Open(const std::string& dir);
+  // it ("store is in use by another process"), or if direct reads are asked
+  // for on a file system without O_DIRECT.
+  static Result<std::unique_ptr<RocksDbVolumes>> Open(
+      const std::string& dir, const StoreOptions& store_options = {});
   ~RocksDbVolumes();  // flushes and closes the database
 
   // AlreadyExists if present; InvalidArgument for a bad name or zero quota.

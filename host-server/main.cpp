@@ -85,6 +85,7 @@ struct ServeConfig {
   std::string admin_socket;  // default <store>/admin.sock
   size_t workers = 8;
   std::string log_level = "info";
+  StoreOptions store_options;
 };
 
 int Serve(const ServeConfig& config) {
@@ -111,7 +112,7 @@ int Serve(const ServeConfig& config) {
                             : config.admin_socket;
   std::error_code ec;
   std::filesystem::create_directories(config.store, ec);
-  auto volumes = RocksDbVolumes::Open(config.store);
+  auto volumes = RocksDbVolumes::Open(config.store, config.store_options);
   if (!volumes.ok()) return Fail(volumes.status());
 
   BlockServer server(**volumes, std::move(options));
@@ -200,6 +201,9 @@ int Run(int argc, char** argv) {
   serve->add_option("--workers", serve_config.workers, "worker threads")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
+  serve->add_flag("--direct-reads", serve_config.store_options.direct_reads,
+                  "read blocks with O_DIRECT, past the host's page cache "
+                  "(docs/storage.md)");
   serve->add_option("--log-level", serve_config.log_level, "log level")
       ->check(CLI::IsMember(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}))

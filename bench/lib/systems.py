@@ -177,10 +177,12 @@ class EnclaveFs(FuseSystem):
     name = "enclavefs"
     volume = "bench"
 
-    def __init__(self, workdir, build_dir, block_size=None):
+    def __init__(self, workdir, build_dir, block_size=None,
+                 direct_reads=False):
         super().__init__(workdir)
         self.build_dir = build_dir
         self.block_size = block_size
+        self.direct_reads = direct_reads
         self.host_bin = os.path.join(build_dir, "host-server",
                                      "enclavefs-host")
         self.efs_bin = os.path.join(build_dir, "enclave-mount", "enclavefs")
@@ -216,10 +218,11 @@ class EnclaveFs(FuseSystem):
         log_path = os.path.join(self.run_dir, "enclavefs-host.log")
         with open(log_path, "ab") as log_file:
             # Own session: Ctrl-C reaches only us; the trap stops it by PID.
+            direct = ["--direct-reads"] if self.direct_reads else []
             self._host = subprocess.Popen(
                 [self.host_bin, "serve", "--store", self.store, "--listen",
-                 f"unix:{self.sock}"], stdout=log_file, stderr=log_file,
-                start_new_session=True)
+                 f"unix:{self.sock}", *direct], stdout=log_file,
+                stderr=log_file, start_new_session=True)
         wait_until(lambda: os.path.exists(self.sock)
                    or self._host.poll() is not None, 30, "enclavefs-host")
         if self._host.poll() is not None:
@@ -289,18 +292,20 @@ class EnclaveFs(FuseSystem):
                     if line.startswith("CMAKE_BUILD_TYPE:"):
                         build_type = line.split("=", 1)[1].strip() or "default"
         block_size = self.block_size or "default"
+        reads = ", host direct reads" if self.direct_reads else ""
         return (f"enclavefs {commit}{'+dirty' if dirty else ''} {build_type}, "
-                f"block size {block_size}")
+                f"block size {block_size}{reads}")
 
 
 PEERS = ("gocryptfs", "securefs", "cryfs")
 ALL_SYSTEMS = ("enclavefs",) + PEERS + ("native",)
 
 
-def make_system(name, workdir, build_dir, block_size=None):
+def make_system(name, workdir, build_dir, block_size=None,
+                direct_reads=False):
     classes = {c.name: c for c in (Native, Gocryptfs, Securefs, Cryfs)}
     if name == "enclavefs":
-        return EnclaveFs(workdir, build_dir, block_size)
+        return EnclaveFs(workdir, build_dir, block_size, direct_reads)
     return classes[name](workdir)
 
 

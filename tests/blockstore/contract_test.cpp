@@ -16,10 +16,12 @@ struct InMemoryFactory {
 };
 
 // Each Make creates a new volume in one database living in a temp dir.
+template <bool kDirectReads>
 struct RocksDbFactory {
   std::unique_ptr<BlockStore> Make(uint64_t quota_bytes) {
     if (!volumes) {
-      auto opened = RocksDbVolumes::Open(dir.path());
+      auto opened =
+          RocksDbVolumes::Open(dir.path(), {.direct_reads = kDirectReads});
       if (!opened.ok()) {
         ADD_FAILURE() << opened.status().ToString();
         return nullptr;
@@ -48,14 +50,20 @@ struct RocksDbFactory {
   int count = 0;
 };
 
+using RocksDbBuffered = RocksDbFactory<false>;
+using RocksDbDirect = RocksDbFactory<true>;
+
 struct FactoryName {
   template <typename Factory>
   static std::string GetName(int) {
-    return std::is_same_v<Factory, InMemoryFactory> ? "InMemory" : "RocksDb";
+    if (std::is_same_v<Factory, InMemoryFactory>) return "InMemory";
+    return std::is_same_v<Factory, RocksDbDirect> ? "RocksDbDirectReads"
+                                                  : "RocksDb";
   }
 };
 
-using Factories = ::testing::Types<InMemoryFactory, RocksDbFactory>;
+using Factories =
+    ::testing::Types<InMemoryFactory, RocksDbBuffered, RocksDbDirect>;
 INSTANTIATE_TYPED_TEST_SUITE_P(Local, BlockStoreContractTest, Factories,
                                FactoryName);
 

@@ -3,11 +3,15 @@
 // is covered by contract_test.cpp.
 #include "blockstore/rocksdb_volumes.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <thread>
 
@@ -31,9 +35,9 @@ class RocksDbVolumesTest : public ::testing::Test {
     Reopen();
   }
 
-  void Reopen() {
+  void Reopen(const StoreOptions& options = {}) {
     volumes_.reset();  // the LOCK must be free before opening again
-    auto opened = RocksDbVolumes::Open(dir_.path());
+    auto opened = RocksDbVolumes::Open(dir_.path(), options);
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     volumes_ = std::move(opened).value();
   }
@@ -359,6 +363,37 @@ TEST_F(RocksDbVolumesTest,
   EXPECT_EQ(volumes_->Claim("vol", kToken, kHolder)->holder_since, 8u);
 }
 
+TEST_F(RocksDbVolumesTest,
+       givenBlocksInBlobFiles_whenReadWithDirectReads_thenSameBytes) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 64 << 20));
+  std::vector<std::pair<std::string, std::string>> puts;
+  for (int i = 0; i < 40; ++i) {
+    puts.emplace_back("block" + std::to_string(i),
+                      contract::RandomBytes(65536 + i, i));
+  }
+  EFS_ASSERT_OK(OpenStore("vol")->Commit(PutBatch(puts)));
+  EFS_ASSERT_OK(volumes_->MakeDurable());  // flushes them into blob files
+  Reopen({.direct_reads = true});
+
+  size_t blob_files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    blob_files += entry.path().extension() == ".blob";
+  }
+  EXPECT_GT(blob_files, 0u);
+  std::ifstream log(dir_.path() + "/LOG");
+  const std::string options((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_THAT(options, ::testing::HasSubstr("Options.use_direct_reads: 1"));
+  std::vector<std::string> keys;
+  for (const auto& put : puts) keys.push_back(put.first);
+  auto got = OpenStore("vol")->Get(keys);
+  EFS_ASSERT_OK(got);
+  ASSERT_EQ(got->size(), puts.size());
+  for (size_t i = 0; i < puts.size(); ++i) {
+    ASSERT_TRUE((*got)[i].has_value()) << keys[i];
+    EXPECT_EQ(*(*got)[i], puts[i].second) << keys[i];
+  }
+}
+
 TEST_F(RocksDbVolumesTest, givenOpenStore_whenOpenedAgain_thenIOErrorInUse) {
   auto second = RocksDbVolumes::Open(dir_.path());
   ASSERT_FALSE(second.ok());
@@ -447,8 +482,11 @@ TEST_F(RocksDbVolumesTest,
       *store, {{"counter", std::to_string(kThreads * kIncrements)}});
 }
 
-// Death tests run first, before other tests start RocksDB threads that a
-// fork would not carry over.
+// Death tests fork. A child forked after RocksDB has started its thread
+// pool inherits the pool without its threads and waits forever for a flush,
+// so these tests run first (gtest runs *DeathTest suites before the others)
+// and this process never opens a store itself: the check after the "crash"
+// runs in a child too.
 
 // Runs body(volumes) on the store in `dir` in a child process that then
 // dies without flushing or closing, like a crash after its last commit.
@@ -458,6 +496,19 @@ void RunThenDie(const std::string& dir, Body body) {
   auto run = [&] {
     auto volumes = RocksDbVolumes::Open(dir);
     std::_Exit(volumes.ok() && body(**volumes) ? 0 : 2);
+  };
+  EXPECT_EXIT(run(), ::testing::ExitedWithCode(0), "");
+}
+
+// Reopens the store in `dir` in a child process and runs check(volumes)
+// there; any failed expectation (printed by the child) fails the test.
+template <typename Check>
+void CheckAfterCrash(const std::string& dir, Check check) {
+  auto run = [&] {
+    auto volumes = RocksDbVolumes::Open(dir);
+    EXPECT_TRUE(volumes.ok()) << volumes.status().ToString();
+    if (volumes.ok()) check(**volumes);
+    std::_Exit(::testing::Test::HasFailure() ? 2 : 0);
   };
   EXPECT_EXIT(run(), ::testing::ExitedWithCode(0), "");
 }
@@ -475,11 +526,11 @@ TEST(RocksDbVolumesDeathTest,
     return store.ok() && (*store)->Commit(batch).ok();
   });
 
-  auto volumes = RocksDbVolumes::Open(dir.path());
-  EFS_ASSERT_OK(volumes);
-  auto store = (*volumes)->OpenVolume("vol");
-  EFS_ASSERT_OK(store);
-  contract::ExpectStoreHolds(**store, {{"k", value}});
+  CheckAfterCrash(dir.path(), [&](RocksDbVolumes& volumes) {
+    auto store = volumes.OpenVolume("vol");
+    EFS_ASSERT_OK(store);
+    contract::ExpectStoreHolds(**store, {{"k", value}});
+  });
 }
 
 // A bulk non-durable commit skips the WAL. The small durable commit after
@@ -507,22 +558,22 @@ TEST(
     return (*store)->Commit(small).ok();
   });
 
-  auto volumes = RocksDbVolumes::Open(dir.path());
-  EFS_ASSERT_OK(volumes);
-  auto store = (*volumes)->OpenVolume("vol");
-  EFS_ASSERT_OK(store);
-  std::map<std::string, std::string> model(bulk.begin(), bulk.end());
-  model["small"] = "synced";
-  contract::ExpectStoreHolds(**store, model);
-  auto info = (*volumes)->GetVolume("vol");
-  EFS_ASSERT_OK(info);
-  EXPECT_EQ(info->block_count, model.size());
-  // The flush removed the volume's marker: nothing was lost, the holder's
-  // run of epochs goes on.
-  auto grant = (*volumes)->Claim("vol", kToken, kHolder);
-  EFS_ASSERT_OK(grant);
-  EXPECT_EQ(grant->epoch, 2u);
-  EXPECT_EQ(grant->holder_since, 1u);
+  CheckAfterCrash(dir.path(), [&](RocksDbVolumes& volumes) {
+    auto store = volumes.OpenVolume("vol");
+    EFS_ASSERT_OK(store);
+    std::map<std::string, std::string> model(bulk.begin(), bulk.end());
+    model["small"] = "synced";
+    contract::ExpectStoreHolds(**store, model);
+    auto info = volumes.GetVolume("vol");
+    EFS_ASSERT_OK(info);
+    EXPECT_EQ(info->block_count, model.size());
+    // The flush removed the volume's marker: nothing was lost, the holder's
+    // run of epochs goes on.
+    auto grant = volumes.Claim("vol", kToken, kHolder);
+    EFS_ASSERT_OK(grant);
+    EXPECT_EQ(grant->epoch, 2u);
+    EXPECT_EQ(grant->holder_since, 1u);
+  });
 }
 
 // Unlogged commits lost in a crash must not let their client resume its
@@ -547,19 +598,19 @@ TEST(RocksDbVolumesDeathTest,
            (*store)->Commit(PutBatch({{"bulk", bulk_value}})).ok();
   });
 
-  auto volumes = RocksDbVolumes::Open(dir.path());
-  EFS_ASSERT_OK(volumes);
-  auto store = (*volumes)->OpenVolume("vol");
-  EFS_ASSERT_OK(store);
-  // The bulk commit, counters included, is gone as a whole.
-  contract::ExpectStoreHolds(**store, {{"synced", "yes"}});
-  auto grant = (*volumes)->Claim("vol", kToken, kHolder);
-  EFS_ASSERT_OK(grant);
-  EXPECT_EQ(grant->holder_since, grant->epoch);
-  // A volume without unlogged commits keeps its holder's run.
-  auto idle = (*volumes)->Claim("idle", kToken, kHolder);
-  EFS_ASSERT_OK(idle);
-  EXPECT_LT(idle->holder_since, idle->epoch);
+  CheckAfterCrash(dir.path(), [&](RocksDbVolumes& volumes) {
+    auto store = volumes.OpenVolume("vol");
+    EFS_ASSERT_OK(store);
+    // The bulk commit, counters included, is gone as a whole.
+    contract::ExpectStoreHolds(**store, {{"synced", "yes"}});
+    auto grant = volumes.Claim("vol", kToken, kHolder);
+    EFS_ASSERT_OK(grant);
+    EXPECT_EQ(grant->holder_since, grant->epoch);
+    // A volume without unlogged commits keeps its holder's run.
+    auto idle = volumes.Claim("idle", kToken, kHolder);
+    EFS_ASSERT_OK(idle);
+    EXPECT_LT(idle->holder_since, idle->epoch);
+  });
 }
 
 TEST(WantBlobGcTest,
