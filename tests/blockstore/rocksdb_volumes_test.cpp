@@ -383,15 +383,7 @@ TEST_F(RocksDbVolumesTest,
   std::ifstream log(dir_.path() + "/LOG");
   const std::string options((std::istreambuf_iterator<char>(log)), {});
   EXPECT_THAT(options, ::testing::HasSubstr("Options.use_direct_reads: 1"));
-  std::vector<std::string> keys;
-  for (const auto& put : puts) keys.push_back(put.first);
-  auto got = OpenStore("vol")->Get(keys);
-  EFS_ASSERT_OK(got);
-  ASSERT_EQ(got->size(), puts.size());
-  for (size_t i = 0; i < puts.size(); ++i) {
-    ASSERT_TRUE((*got)[i].has_value()) << keys[i];
-    EXPECT_EQ(*(*got)[i], puts[i].second) << keys[i];
-  }
+  contract::ExpectStoreHolds(*OpenStore("vol"), {puts.begin(), puts.end()});
 }
 
 TEST_F(RocksDbVolumesTest, givenOpenStore_whenOpenedAgain_thenIOErrorInUse) {
