@@ -347,8 +347,9 @@ void Volume::Retire(const std::string& name) {
   cache_.Erase(name);
 }
 
-Result<std::string*> Volume::PendingBlockLocked(uint64_t file, uint64_t index,
-                                                bool keep_contents) {
+Result<Volume::PendingData*> Volume::PendingBlockLocked(uint64_t file,
+                                                        uint64_t index,
+                                                        bool keep_contents) {
   const std::string key = ExtentKey(file, index);
   EFS_ASSIGN_OR_RETURN(std::optional<std::string> value, tree_.Get(key));
   std::optional<BlockPtr> old;
@@ -356,7 +357,7 @@ Result<std::string*> Volume::PendingBlockLocked(uint64_t file, uint64_t index,
     EFS_ASSIGN_OR_RETURN(old, BlockPtr::Decode(*value));
     if (auto it = pending_.find(old->name); it != pending_.end()) {
       it->second.written = ++write_seq_;
-      return it->second.plain.get();
+      return &it->second;
     }
   }
   auto plain = std::make_shared<std::string>();
@@ -372,7 +373,12 @@ Result<std::string*> Volume::PendingBlockLocked(uint64_t file, uint64_t index,
   auto [it, inserted] = pending_.emplace(
       std::move(name), PendingData{file, index, plain, Tag{}, ++write_seq_});
   assert(inserted);
-  return it->second.plain.get();
+  return &it->second;
+}
+
+void Volume::CacheSealedLocked(const std::string& name, PendingData& block) {
+  if (!block.whole)
+    cache_.PutData(BlockPtr{name, block.tag}, std::move(block.plain));
 }
 
 Status Volume::WriteData(uint64_t file, uint64_t index,
@@ -384,9 +390,10 @@ Status Volume::WriteData(uint64_t file, uint64_t index,
   }
   std::unique_lock lock(mu_);
   EFS_RETURN_IF_ERROR(CheckWritable());
-  EFS_ASSIGN_OR_RETURN(std::string * plain,
+  EFS_ASSIGN_OR_RETURN(PendingData * block,
                        PendingBlockLocked(file, index, false));
-  plain->assign(bytes);
+  block->plain->assign(bytes);
+  if (bytes.size() == block_size()) block->whole = true;
   return MaybeCommitLocked();
 }
 
@@ -407,8 +414,9 @@ Status Volume::PatchData(uint64_t file, uint64_t index, size_t offset,
   CacheStoredBlock(file, index);
   std::unique_lock lock(mu_);
   EFS_RETURN_IF_ERROR(CheckWritable());
-  EFS_ASSIGN_OR_RETURN(std::string * plain,
+  EFS_ASSIGN_OR_RETURN(PendingData * block,
                        PendingBlockLocked(file, index, true));
+  std::string* plain = block->plain.get();
   if (plain->size() < offset + bytes.size()) {
     plain->resize(offset + bytes.size(), '\0');
   }
@@ -727,9 +735,7 @@ Status Volume::CommitLocked(bool durable) {
       [this](const BlockPtr& ptr, std::shared_ptr<const Node> node) {
         cache_.PutNode(ptr, std::move(node), keys_->node_size());
       });
-  for (auto& [name, pending] : pending_) {
-    cache_.PutData(BlockPtr{name, pending.tag}, std::move(pending.plain));
-  }
+  for (auto& [name, pending] : pending_) CacheSealedLocked(name, pending);
   pending_.clear();
   uploaded_.clear();
   retired_data_.clear();

@@ -221,6 +221,9 @@ class Volume : private NodeLoader {
     std::shared_ptr<std::string> plain;
     Tag tag{};             // set by the commit that seals it
     uint64_t written = 0;  // write_seq_ of its last write
+    // One write gave all of its bytes. The kernel's page cache holds them
+    // (writeback cache), so once sealed the block skips this cache.
+    bool whole = false;
   };
 
   Volume(std::shared_ptr<BlockStore> store, std::unique_ptr<VolumeKeys> keys,
@@ -265,11 +268,14 @@ class Volume : private NodeLoader {
   // so that a read-modify-write does not wait for the host while holding
   // mu_ exclusively (and other files' writers and all readers wait).
   void CacheStoredBlock(uint64_t file, uint64_t index);
-  // The pending plaintext of block (file, index), made pending (under a new
-  // name, with the stored contents if `keep_contents`) if it is not yet.
-  // REQUIRES mu_ exclusive.
-  Result<std::string*> PendingBlockLocked(uint64_t file, uint64_t index,
+  // Pending block (file, index), made pending (under a new name, with the
+  // stored contents if `keep_contents`) if it is not yet. REQUIRES mu_
+  // exclusive.
+  Result<PendingData*> PendingBlockLocked(uint64_t file, uint64_t index,
                                           bool keep_contents);
+  // Where a block leaves the pending state once stored: the cache, unless
+  // it was written whole (drop-behind, docs/performance.md).
+  void CacheSealedLocked(const std::string& name, PendingData& block);
   // Seals and stores every pending block, then points its extent entry at
   // the sealed tag. The blocks stay pending (readable) until the commit
   // lands. REQUIRES mu_ exclusive.

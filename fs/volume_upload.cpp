@@ -191,7 +191,7 @@ bool Volume::UploadOnce() {
           pending_.insert(std::move(node));
           continue;
         }
-        cache_.PutData(ptr, std::move(block.plain));
+        CacheSealedLocked(name, block);
         uploaded_.push_back(name);
       }
     }
@@ -219,7 +219,7 @@ Status Volume::ReclaimUploadingLocked() {
     pending_.emplace(std::move(name),
                      PendingData{block.file, block.index,
                                  std::make_shared<std::string>(*block.plain),
-                                 Tag{}, block.written});
+                                 Tag{}, block.written, block.whole});
   }
   return Status::Ok();
 }
