@@ -333,6 +333,23 @@ TEST(VolumeTest, givenSliceOfStoredBlock_whenCached_thenPlaintextIsShared) {
   EXPECT_EQ(first->bytes.data() + 1, second->bytes.data());
 }
 
+TEST(VolumeTest,
+     givenBlockWrittenWhole_whenCommitted_thenOnlyPartialBlocksStayCached) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->WriteData(7, 0, Block('w')).ok());
+  ASSERT_TRUE(volume->WriteData(7, 1, "part").ok());
+  ASSERT_TRUE(volume->PatchData(7, 0, 1, "xy").ok());  // still given whole
+  ASSERT_TRUE(volume->Commit(false).ok());
+  env.store().ResetCounters();
+  EXPECT_EQ(MustRead(*volume, 7, 1), "part");
+  EXPECT_EQ(env.store().get_keys(), 0u);
+  std::string expected = Block('w');
+  expected.replace(1, 2, "xy");
+  EXPECT_EQ(MustRead(*volume, 7, 0), expected);
+  EXPECT_EQ(env.store().get_keys(), 1u) << "a whole block stayed cached";
+}
+
 TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
   VolumeEnv env;
   auto volume = env.MustOpen();
