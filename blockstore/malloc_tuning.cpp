@@ -8,7 +8,8 @@ namespace enclavefs {
 void RecycleLargeBuffers() {
   const bool mmap_set = mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1;
   const bool trim_set = mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
-  if (!mmap_set || !trim_set) {
+  const bool arena_set = mallopt(M_ARENA_MAX, 1) == 1;
+  if (!mmap_set || !trim_set || !arena_set) {
     spdlog::warn("malloc refused the large-buffer settings; running without");
   }
 }

@@ -45,8 +45,8 @@ struct CliOptions {
   // mount / unmount
   std::string mountpoint;
   std::string cache_size = "auto";
-  std::string dirty_limit = "256MiB";
-  std::string write_behind = "128MiB";
+  std::string dirty_limit = "64MiB";
+  std::string write_behind = "32MiB";
   std::string commit_interval = "5s";
   bool foreground = false;
   bool xattrs = false;

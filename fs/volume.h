@@ -78,12 +78,12 @@ inline constexpr size_t kOperationHeadroom = 48u << 20;
 
 struct VolumeOptions {
   size_t cache_bytes = 64u << 20;
-  size_t dirty_limit_bytes = 256u << 20;
+  size_t dirty_limit_bytes = 64u << 20;
   std::chrono::milliseconds commit_interval{5000};  // 0 disables the timer
   // Write-behind: once pending data blocks pass this many bytes, a
   // background uploader stores the least recently written ones until half
   // of it is left, so commits find little left to send. 0 disables it.
-  size_t write_behind_bytes = 128u << 20;
+  size_t write_behind_bytes = 32u << 20;
   size_t readahead_blocks = 64;  // window ahead of a sequential reader; 0: off
   std::optional<uint64_t> expect_generation;
   std::shared_ptr<Anchor> anchor;  // optional

@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 namespace enclavefs {
 namespace {
@@ -50,6 +52,33 @@ TEST(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
   EXPECT_EXIT(AllocateFreeAndReport(/*tune=*/false),
               ::testing::ExitedWithCode(2), "");
+}
+
+// Exit code of the child: 0 a block another thread allocated came from the
+// main heap (below the program break), 4 from a heap of its own arena.
+[[noreturn]] void AllocateInThreadAndReport(bool tune) {
+  if (tune) RecycleLargeBuffers();
+  char* block = nullptr;
+  std::thread([&] {
+    block = static_cast<char*>(std::malloc(size_t{64} << 10));
+    std::memset(block, 1, size_t{64} << 10);
+  }).join();
+  // Not freed: the child exits at once.
+  std::_Exit(block < static_cast<char*>(::sbrk(0)) ? 0 : 4);
+}
+
+TEST(MallocTuningTest, givenTuned_whenThreadAllocates_thenMainHeapServesIt) {
+  if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
+  EXPECT_EXIT(AllocateInThreadAndReport(/*tune=*/true),
+              ::testing::ExitedWithCode(0), "");
+}
+
+// Without the tuning the thread gets an arena of its own, so the test above
+// would fail if the setting did nothing.
+TEST(MallocTuningTest, givenDefaults_whenThreadAllocates_thenOwnArena) {
+  if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
+  EXPECT_EXIT(AllocateInThreadAndReport(/*tune=*/false),
+              ::testing::ExitedWithCode(4), "");
 }
 
 }  // namespace
