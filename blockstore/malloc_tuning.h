@@ -8,11 +8,12 @@
 // on a cold 1 GiB read (docs/performance.md): the FUSE daemon took 74-94k
 // faults and the host 54-97k; with these settings 9k and under 2.5k.
 //
-// Threads share one arena: glibc gives other threads arenas of 64 MiB heaps
-// and unmaps a heap once it is empty, whatever the trim threshold, so
-// buffers passed between threads kept landing in fresh mappings (first
-// 1 GiB write after a mount: the daemon's faults 60-64k -> 29-44k,
-// docs/performance.md).
+// One arena per core, not glibc's eight: glibc gives threads arenas of
+// 64 MiB heaps and unmaps a heap once it is empty, whatever the trim
+// threshold, so with many arenas buffers passed between threads kept landing
+// in fresh mappings (first 1 GiB write after a mount: the daemon's faults
+// 62-65k -> 35-39k). A single arena cut them further but made four cold
+// readers contend for its lock (docs/performance.md).
 //
 // Call once at the start of main, before threads start. The price is that
 // freed memory stays in the process up to kTrimThreshold instead of being
@@ -28,9 +29,12 @@ inline constexpr size_t kMmapThreshold = size_t{32} << 20;
 // Free memory at the top of a heap is returned to the kernel above this.
 inline constexpr size_t kTrimThreshold = size_t{128} << 20;
 
-// Sets both thresholds (which also stops glibc from adjusting them) and one
-// arena. If glibc refuses any, logs a warning and the process runs with its
-// defaults for it.
+// Arenas RecycleLargeBuffers allows: one per online CPU, at least two.
+int MallocArenas();
+
+// Sets both thresholds (which also stops glibc from adjusting them) and the
+// number of arenas. If glibc refuses any, logs a warning and the process runs
+// with its defaults for it.
 void RecycleLargeBuffers();
 
 }  // namespace enclavefs

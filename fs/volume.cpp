@@ -393,7 +393,7 @@ Status Volume::WriteData(uint64_t file, uint64_t index,
   EFS_ASSIGN_OR_RETURN(PendingData * block,
                        PendingBlockLocked(file, index, false));
   block->plain->assign(bytes);
-  if (bytes.size() == block_size()) block->whole = true;
+  block->whole = bytes.size() == block_size();
   return MaybeCommitLocked();
 }
 

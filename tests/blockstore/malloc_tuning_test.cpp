@@ -4,11 +4,13 @@
 
 #include <gtest/gtest.h>
 #include <malloc.h>
-#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <latch>
 #include <thread>
+#include <vector>
 
 namespace enclavefs {
 namespace {
@@ -54,30 +56,43 @@ TEST(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
               ::testing::ExitedWithCode(2), "");
 }
 
-// Exit code of the child: 0 a block another thread allocated came from the
-// main heap (below the program break), 4 from a heap of its own arena.
-[[noreturn]] void AllocateInThreadAndReport(bool tune) {
+// Exit code of the child: 0 if threads that all hold memory at once shared
+// at most MallocArenas() arenas, 4 if there were more (malloc_info lists
+// one <heap> per arena).
+[[noreturn]] void AllocateInThreadsAndReport(bool tune) {
   if (tune) RecycleLargeBuffers();
-  char* block = nullptr;
-  std::thread([&] {
-    block = static_cast<char*>(std::malloc(size_t{64} << 10));
-    std::memset(block, 1, size_t{64} << 10);
-  }).join();
-  // Not freed: the child exits at once.
-  std::_Exit(block < static_cast<char*>(::sbrk(0)) ? 0 : 4);
+  const int threads = MallocArenas() + 4;
+  std::latch all_allocated(threads);
+  std::vector<std::thread> holders;
+  for (int i = 0; i < threads; ++i) {
+    holders.emplace_back([&] {
+      char* volatile block = static_cast<char*>(std::malloc(size_t{64} << 10));
+      all_allocated.arrive_and_wait();
+      std::free(block);
+    });
+  }
+  for (auto& holder : holders) holder.join();
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* out = ::open_memstream(&text, &size);
+  ::malloc_info(0, out);
+  std::fclose(out);
+  int arenas = 0;
+  for (const char* p = text; (p = std::strstr(p, "<heap nr=")); ++p) ++arenas;
+  std::_Exit(arenas <= MallocArenas() ? 0 : 4);
 }
 
-TEST(MallocTuningTest, givenTuned_whenThreadAllocates_thenMainHeapServesIt) {
+TEST(MallocTuningTest, givenTuned_whenManyThreadsAllocate_thenArenasAreCapped) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
-  EXPECT_EXIT(AllocateInThreadAndReport(/*tune=*/true),
+  EXPECT_EXIT(AllocateInThreadsAndReport(/*tune=*/true),
               ::testing::ExitedWithCode(0), "");
 }
 
-// Without the tuning the thread gets an arena of its own, so the test above
-// would fail if the setting did nothing.
-TEST(MallocTuningTest, givenDefaults_whenThreadAllocates_thenOwnArena) {
+// Without the tuning each of those threads gets an arena of its own, so the
+// test above would fail if the setting did nothing.
+TEST(MallocTuningTest, givenDefaults_whenManyThreadsAllocate_thenMoreArenas) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
-  EXPECT_EXIT(AllocateInThreadAndReport(/*tune=*/false),
+  EXPECT_EXIT(AllocateInThreadsAndReport(/*tune=*/false),
               ::testing::ExitedWithCode(4), "");
 }
 
