@@ -115,20 +115,22 @@ def drop_caches():
 
 
 def warm_free_memory(nbytes):
-    """Writes to nbytes of fresh anonymous memory, then frees it.
+    """Has the kernel allocate and zero nbytes of fresh anonymous memory, then
+    frees it.
 
-    On a VM that reports free pages to its hypervisor (as this one does), the
+    On a VM that reports free pages to its hypervisor (as these do), the
     first touch of memory that has been free for a while costs about four
     times a normal page fault. A job that allocates a lot (cryfs's cold read)
     leaves the next system in the rotation paying that for its page cache.
     Touching the memory first gives every measurement the same start:
-    recently freed pages. Capped at half of MemFree, so that it never
-    evicts the page cache a warm job relies on."""
+    recently freed pages. MAP_POPULATE has the kernel touch it without a
+    user page fault per 4 KiB: at about 13 us per fault on the VM of
+    2026-12-05, writing to 3 GiB took 10 s, populating it 0.7 s. Capped at half of MemFree, so that
+    it never evicts the page cache a warm job relies on."""
     nbytes = min(nbytes, _mem_free() // 2)
-    chunk = b"\x01" * (64 << 20)
-    with mmap.mmap(-1, nbytes) as memory:
-        for offset in range(0, nbytes, len(chunk)):
-            memory[offset:offset + len(chunk)] = chunk[:nbytes - offset]
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+    with mmap.mmap(-1, nbytes, flags=flags):
+        pass
 
 
 def _mem_free():
