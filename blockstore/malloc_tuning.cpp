@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
 
 namespace enclavefs {
 
@@ -19,6 +23,35 @@ void RecycleLargeBuffers() {
   if (!mmap_set || !trim_set || !arena_set) {
     spdlog::warn("malloc refused the large-buffer settings; running without");
   }
+}
+
+std::optional<std::string> TunablesWithHugePages(const char* current) {
+  constexpr std::string_view kName = "glibc.malloc.hugetlb";
+  const std::string_view tunables = current == nullptr ? "" : current;
+  // Entries are name=value, separated by colons.
+  size_t start = 0;
+  while (start <= tunables.size()) {
+    const size_t end = std::min(tunables.find(':', start), tunables.size());
+    const std::string_view entry = tunables.substr(start, end - start);
+    if (entry.substr(0, entry.find('=')) == kName) return std::nullopt;
+    start = end + 1;
+  }
+  std::string next(tunables);
+  if (!next.empty()) next += ':';
+  next += kName;
+  next += "=1";
+  return next;
+}
+
+void ReexecWithHugePages(char** argv) {
+  const std::optional<std::string> tunables =
+      TunablesWithHugePages(std::getenv("GLIBC_TUNABLES"));
+  if (!tunables) return;
+  if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
+  ::execv("/proc/self/exe", argv);
+  const int error = errno;
+  spdlog::warn("cannot run again with malloc huge pages: {}",
+               std::strerror(error));
 }
 
 }  // namespace enclavefs

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   // Logs go to stderr (the log file once a mount daemon detaches), so stdout
   // carries only results.
   spdlog::set_default_logger(spdlog::stderr_color_mt("enclavefs"));
+  enclavefs::ReexecWithHugePages(argv);
   enclavefs::RecycleLargeBuffers();
   return enclavefs::RunCommandLine(argc, argv);
 }

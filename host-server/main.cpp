@@ -288,6 +288,7 @@ int Run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // Logs go to stderr so stdout stays for results.
   spdlog::set_default_logger(spdlog::stderr_color_mt("enclavefs-host"));
+  enclavefs::ReexecWithHugePages(argv);
   enclavefs::RecycleLargeBuffers();
   try {
     return enclavefs::Run(argc, argv);

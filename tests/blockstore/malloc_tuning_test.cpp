@@ -96,5 +96,26 @@ TEST(MallocTuningTest, givenDefaults_whenManyThreadsAllocate_thenMoreArenas) {
               ::testing::ExitedWithCode(4), "");
 }
 
+TEST(MallocTuningTest, givenNoTunables_whenHugePagesAdded_thenOnlyThatEntry) {
+  EXPECT_EQ(TunablesWithHugePages(nullptr), "glibc.malloc.hugetlb=1");
+  EXPECT_EQ(TunablesWithHugePages(""), "glibc.malloc.hugetlb=1");
+}
+
+TEST(MallocTuningTest, givenOtherTunables_whenHugePagesAdded_thenKeptInFront) {
+  EXPECT_EQ(TunablesWithHugePages("glibc.malloc.arena_max=2"),
+            "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1");
+  // A name that only starts like it is another tunable.
+  EXPECT_EQ(TunablesWithHugePages("glibc.malloc.hugetlbx=1"),
+            "glibc.malloc.hugetlbx=1:glibc.malloc.hugetlb=1");
+}
+
+TEST(MallocTuningTest, givenHugePagesAlreadySet_whenAdded_thenLeftAsItIs) {
+  EXPECT_EQ(TunablesWithHugePages("glibc.malloc.hugetlb=1"), std::nullopt);
+  EXPECT_EQ(TunablesWithHugePages("glibc.malloc.hugetlb=0"), std::nullopt);
+  EXPECT_EQ(
+      TunablesWithHugePages("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"),
+      std::nullopt);
+}
+
 }  // namespace
 }  // namespace enclavefs

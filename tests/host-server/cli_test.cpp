@@ -69,6 +69,7 @@ class HostProcess {
   HostProcess& operator=(const HostProcess&) = delete;
 
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
   // True once stdout holds a line containing `needle`; false if the process
   // ends or the timeout passes first.
@@ -356,6 +357,20 @@ TEST_F(CliTest, givenRunningServer_whenSigterm_thenExitsZeroAndStoreReopens) {
   EXPECT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_NE(listed.out.find("vol   2 B   1 MiB  1"), std::string::npos)
       << listed.out;
+}
+
+// ReexecWithHugePages: the server runs itself again, under the same pid,
+// with malloc's huge pages asked for.
+TEST_F(CliTest, givenServe_whenRunning_thenItsEnvironmentAsksForHugePages) {
+  ASSERT_EQ(Volume({"create", "vol", "--quota", "1M"}).exit_code, 0);
+  auto server = Serve();
+  std::ifstream file("/proc/" + std::to_string(server->pid()) + "/environ");
+  std::string tunables;
+  for (std::string entry; std::getline(file, entry, '\0');) {
+    if (entry.starts_with("GLIBC_TUNABLES=")) tunables = entry;
+  }
+  EXPECT_NE(tunables.find("glibc.malloc.hugetlb=1"), std::string::npos)
+      << "GLIBC_TUNABLES of the server: '" << tunables << "'";
 }
 
 TEST_F(CliTest, givenBadListenAddress_whenServe_thenClearErrorAndNonZeroExit) {
