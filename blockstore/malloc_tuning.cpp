@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
@@ -47,8 +48,18 @@ void ReexecWithHugePages(char** argv) {
   const std::optional<std::string> tunables =
       TunablesWithHugePages(std::getenv("GLIBC_TUNABLES"));
   if (!tunables) return;
+  // The program's own path, not /proc/self/exe, so that the process keeps
+  // its name (the kernel names it after the file executed).
+  char path[PATH_MAX];
+  const ssize_t length = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (length <= 0) {
+    spdlog::warn("cannot run again with malloc huge pages: {}",
+                 std::strerror(errno));
+    return;
+  }
+  path[length] = '\0';
   if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
+  ::execv(path, argv);
   const int error = errno;
   spdlog::warn("cannot run again with malloc huge pages: {}",
                std::strerror(error));

@@ -51,9 +51,10 @@ void RecycleLargeBuffers();
 // operator's choice stands, and the re-executed program stops there).
 std::optional<std::string> TunablesWithHugePages(const char* current);
 
-// Runs /proc/self/exe with `argv` and GLIBC_TUNABLES from
-// TunablesWithHugePages, keeping the pid. Returns only when nothing is to be
-// done or the exec failed (logged; the program then runs without).
+// Runs the program's file again (found through /proc/self/exe) with `argv`
+// and GLIBC_TUNABLES from TunablesWithHugePages, keeping the pid and name.
+// Returns only when nothing is to be done or the exec failed (logged; the
+// program then runs without).
 void ReexecWithHugePages(char** argv);
 
 }  // namespace enclavefs

@@ -359,8 +359,8 @@ TEST_F(CliTest, givenRunningServer_whenSigterm_thenExitsZeroAndStoreReopens) {
       << listed.out;
 }
 
-// ReexecWithHugePages: the server runs itself again, under the same pid,
-// with malloc's huge pages asked for.
+// ReexecWithHugePages: the server runs itself again, under the same pid and
+// name, with malloc's huge pages asked for.
 TEST_F(CliTest, givenServe_whenRunning_thenItsEnvironmentAsksForHugePages) {
   ASSERT_EQ(Volume({"create", "vol", "--quota", "1M"}).exit_code, 0);
   auto server = Serve();
@@ -371,6 +371,10 @@ TEST_F(CliTest, givenServe_whenRunning_thenItsEnvironmentAsksForHugePages) {
   }
   EXPECT_NE(tunables.find("glibc.malloc.hugetlb=1"), std::string::npos)
       << "GLIBC_TUNABLES of the server: '" << tunables << "'";
+  std::ifstream comm("/proc/" + std::to_string(server->pid()) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  EXPECT_EQ(name, "enclavefs-host");
 }
 
 TEST_F(CliTest, givenBadListenAddress_whenServe_thenClearErrorAndNonZeroExit) {
