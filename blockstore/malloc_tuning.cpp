@@ -45,6 +45,13 @@ std::optional<std::string> TunablesWithHugePages(const char* current) {
 }
 
 void ReexecWithHugePages(char** argv) {
+  // The re-executed program never runs itself again, whatever its
+  // environment says: glibc drops unsafe tunables for setuid programs, so
+  // checking GLIBC_TUNABLES alone could loop.
+  if (std::getenv(kReexecMarker) != nullptr) {
+    ::unsetenv(kReexecMarker);
+    return;
+  }
   const std::optional<std::string> tunables =
       TunablesWithHugePages(std::getenv("GLIBC_TUNABLES"));
   if (!tunables) return;
@@ -58,9 +65,13 @@ void ReexecWithHugePages(char** argv) {
     return;
   }
   path[length] = '\0';
-  if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
+  if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0 ||
+      ::setenv(kReexecMarker, "1", 1) != 0) {
+    return;
+  }
   ::execv(path, argv);
   const int error = errno;
+  ::unsetenv(kReexecMarker);
   spdlog::warn("cannot run again with malloc huge pages: {}",
                std::strerror(error));
 }

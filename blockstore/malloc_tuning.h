@@ -51,10 +51,13 @@ void RecycleLargeBuffers();
 // operator's choice stands, and the re-executed program stops there).
 std::optional<std::string> TunablesWithHugePages(const char* current);
 
+// Set (to 1) in the environment of the re-executed program, which removes it.
+inline constexpr char kReexecMarker[] = "ENCLAVEFS_MALLOC_REEXEC";
+
 // Runs the program's file again (found through /proc/self/exe) with `argv`
 // and GLIBC_TUNABLES from TunablesWithHugePages, keeping the pid and name.
-// Returns only when nothing is to be done or the exec failed (logged; the
-// program then runs without).
+// Returns only when nothing is to be done (kReexecMarker set, or the setting
+// already there) or the exec failed (logged; the program then runs without).
 void ReexecWithHugePages(char** argv);
 
 }  // namespace enclavefs

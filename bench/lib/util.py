@@ -125,8 +125,9 @@ def warm_free_memory(nbytes):
     Touching the memory first gives every measurement the same start:
     recently freed pages. MAP_POPULATE has the kernel touch it without a
     user page fault per 4 KiB: at about 13 us per fault on the VM of
-    2026-12-05, writing to 3 GiB took 10 s, populating it 0.7 s. Capped at half of MemFree, so that
-    it never evicts the page cache a warm job relies on."""
+    2026-12-05, writing to 3 GiB took 10 s, populating it 0.7 s. Capped at
+    half of MemFree, so that it never evicts the page cache a warm job
+    relies on."""
     nbytes = min(nbytes, _mem_free() // 2)
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
     with mmap.mmap(-1, nbytes, flags=flags):

@@ -11,11 +11,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "blockstore/malloc_tuning.h"
 #include "tests/host-server/test_support.h"
 
 extern char** environ;
@@ -359,22 +363,48 @@ TEST_F(CliTest, givenRunningServer_whenSigterm_thenExitsZeroAndStoreReopens) {
       << listed.out;
 }
 
+// The value of `name` in the environment process `pid` was started with
+// ("" if absent).
+std::string StartEnvironment(pid_t pid, std::string_view name) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/environ");
+  const std::string prefix = std::string(name) + "=";
+  std::string value;
+  for (std::string entry; std::getline(file, entry, '\0');) {
+    if (entry.starts_with(prefix)) value = entry.substr(prefix.size());
+  }
+  return value;
+}
+
 // ReexecWithHugePages: the server runs itself again, under the same pid and
 // name, with malloc's huge pages asked for.
 TEST_F(CliTest, givenServe_whenRunning_thenItsEnvironmentAsksForHugePages) {
   ASSERT_EQ(Volume({"create", "vol", "--quota", "1M"}).exit_code, 0);
   auto server = Serve();
-  std::ifstream file("/proc/" + std::to_string(server->pid()) + "/environ");
-  std::string tunables;
-  for (std::string entry; std::getline(file, entry, '\0');) {
-    if (entry.starts_with("GLIBC_TUNABLES=")) tunables = entry;
-  }
+  const std::string tunables =
+      StartEnvironment(server->pid(), "GLIBC_TUNABLES");
   EXPECT_NE(tunables.find("glibc.malloc.hugetlb=1"), std::string::npos)
       << "GLIBC_TUNABLES of the server: '" << tunables << "'";
   std::ifstream comm("/proc/" + std::to_string(server->pid()) + "/comm");
   std::string name;
   std::getline(comm, name);
   EXPECT_EQ(name, "enclavefs-host");
+}
+
+// The marker stops a second re-exec, so a program whose GLIBC_TUNABLES
+// glibc filters (setuid) cannot loop: started with it, the server runs as
+// it is.
+TEST_F(CliTest, givenReexecMarker_whenServe_thenItDoesNotRunItselfAgain) {
+  ASSERT_EQ(Volume({"create", "vol", "--quota", "1M"}).exit_code, 0);
+  const char* saved = std::getenv("GLIBC_TUNABLES");
+  const std::optional<std::string> tunables =
+      saved ? std::optional<std::string>(saved) : std::nullopt;
+  ::unsetenv("GLIBC_TUNABLES");
+  ::setenv(kReexecMarker, "1", 1);
+  auto server = Serve();
+  ::unsetenv(kReexecMarker);
+  if (tunables) ::setenv("GLIBC_TUNABLES", tunables->c_str(), 1);
+  EXPECT_EQ(StartEnvironment(server->pid(), "GLIBC_TUNABLES"), "");
+  EXPECT_EQ(StartEnvironment(server->pid(), kReexecMarker), "1");
 }
 
 TEST_F(CliTest, givenBadListenAddress_whenServe_thenClearErrorAndNonZeroExit) {
