@@ -8,12 +8,15 @@
 // on a cold 1 GiB read (docs/performance.md): the FUSE daemon took 74-94k
 // faults and the host 54-97k; with these settings 9k and under 2.5k.
 //
-// One arena per core, not glibc's eight: glibc gives threads arenas of
-// 64 MiB heaps and unmaps a heap once it is empty, whatever the trim
-// threshold, so with many arenas buffers passed between threads kept landing
-// in fresh mappings (first 1 GiB write after a mount: the daemon's faults
-// 62-65k -> 35-39k). A single arena cut them further but made four cold
-// readers contend for its lock (docs/performance.md).
+// One arena for all threads. glibc gives each further arena a 64 MiB heap
+// that it grows a page at a time and never advises for huge pages, so with
+// hugetlb=1 (below) only the main heap gets them: after a 1 GiB write the
+// daemon's two thread heaps held 113 MiB, none of it in huge pages, and the
+// first write after starting the host and a mount still took 25k daemon and
+// 33-40k host faults. With one arena both took under 700, and bench/run's
+// seqwrite ran at 488-586 MiB/s against 398-450 with one arena per core
+// (docs/performance.md). Without huge pages one arena had been slower for
+// four cold readers (its lock); with them it no longer was.
 //
 // Transparent huge pages for malloc's heaps (glibc.malloc.hugetlb=1): the
 // first touch of a heap then faults in 2 MiB at a time, not 4 KiB. The first
@@ -38,8 +41,8 @@ inline constexpr size_t kMmapThreshold = size_t{32} << 20;
 // Free memory at the top of a heap is returned to the kernel above this.
 inline constexpr size_t kTrimThreshold = size_t{128} << 20;
 
-// Arenas RecycleLargeBuffers allows: one per online CPU, at least two.
-int MallocArenas();
+// Arenas RecycleLargeBuffers allows.
+inline constexpr int kMallocArenas = 1;
 
 // Sets both thresholds (which also stops glibc from adjusting them) and the
 // number of arenas. If glibc refuses any, logs a warning and the process runs

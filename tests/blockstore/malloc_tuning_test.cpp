@@ -57,11 +57,11 @@ TEST(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
 }
 
 // Exit code of the child: 0 if threads that all hold memory at once shared
-// at most MallocArenas() arenas, 4 if there were more (malloc_info lists
+// at most kMallocArenas arenas, 4 if there were more (malloc_info lists
 // one <heap> per arena).
 [[noreturn]] void AllocateInThreadsAndReport(bool tune) {
   if (tune) RecycleLargeBuffers();
-  const int threads = MallocArenas() + 4;
+  const int threads = kMallocArenas + 4;
   std::latch all_allocated(threads);
   std::vector<std::thread> holders;
   for (int i = 0; i < threads; ++i) {
@@ -79,7 +79,7 @@ TEST(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
   std::fclose(out);
   int arenas = 0;
   for (const char* p = text; (p = std::strstr(p, "<heap nr=")); ++p) ++arenas;
-  std::_Exit(arenas <= MallocArenas() ? 0 : 4);
+  std::_Exit(arenas <= kMallocArenas ? 0 : 4);
 }
 
 TEST(MallocTuningTest, givenTuned_whenManyThreadsAllocate_thenArenasAreCapped) {
