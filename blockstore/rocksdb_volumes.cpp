@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "blockstore/protocol.h"
+#include "blockstore/rocksdb_crc32c.h"
 
 namespace enclavefs {
 namespace {
@@ -609,7 +610,8 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
     return Status::IOError("open store " + dir + ": " + fenced.ToString());
   }
   impl->TuneBlobGc();  // a store reopened with much garbage collects at once
-  spdlog::info("opened block store {}", dir);
+  spdlog::info("opened block store {} (CRC32C: {})", dir,
+               RocksDbCrc32cImplementation());
   return std::unique_ptr<RocksDbVolumes>(new RocksDbVolumes(std::move(impl)));
 }
 
