@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang clang-format
   libfuse3-dev fuse3
-  libsodium-dev libssl-dev
+  libsodium-dev libssl-dev libisal-dev
   libcli11-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   fio sqlite3 git rsync
