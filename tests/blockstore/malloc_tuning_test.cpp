@@ -1,5 +1,8 @@
 // RecycleLargeBuffers: checked in a child process, as malloc's settings and
-// its adaptive thresholds are process state earlier tests have moved.
+// its adaptive thresholds are process state earlier tests have moved. The
+// child is a fresh run of this binary ("threadsafe" death tests), not a
+// fork: a forked child would inherit the arenas that other tests' threads
+// created when the whole binary runs in one process.
 #include "blockstore/malloc_tuning.h"
 
 #include <gtest/gtest.h>
@@ -25,6 +28,11 @@ constexpr bool kGlibcMalloc = true;
 // has reached in these tests, so by default it would get its own mmap.
 constexpr size_t kBuffer = kMmapThreshold - (size_t{1} << 20);
 
+class MallocTuningTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
 // Exit codes of the child: 0 the buffer came from the heap and stayed there
 // after free; 2 it was mmapped (also what a refused setting leads to); 3 the
 // heap shrank after free.
@@ -42,7 +50,7 @@ constexpr size_t kBuffer = kMmapThreshold - (size_t{1} << 20);
   std::_Exit(0);
 }
 
-TEST(MallocTuningTest, givenTuned_whenLargeBufferFreed_thenHeapKeepsIt) {
+TEST_F(MallocTuningTest, givenTuned_whenLargeBufferFreed_thenHeapKeepsIt) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
   EXPECT_EXIT(AllocateFreeAndReport(/*tune=*/true),
               ::testing::ExitedWithCode(0), "");
@@ -50,7 +58,7 @@ TEST(MallocTuningTest, givenTuned_whenLargeBufferFreed_thenHeapKeepsIt) {
 
 // The default the tuning exists to change: without it the same buffer is
 // mmapped, so the test above would fail if the settings did nothing.
-TEST(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
+TEST_F(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
   EXPECT_EXIT(AllocateFreeAndReport(/*tune=*/false),
               ::testing::ExitedWithCode(2), "");
@@ -82,7 +90,8 @@ TEST(MallocTuningTest, givenDefaults_whenLargeBufferAllocated_thenMmapped) {
   std::_Exit(arenas <= kMallocArenas ? 0 : 4);
 }
 
-TEST(MallocTuningTest, givenTuned_whenManyThreadsAllocate_thenArenasAreCapped) {
+TEST_F(MallocTuningTest,
+       givenTuned_whenManyThreadsAllocate_thenArenasAreCapped) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
   EXPECT_EXIT(AllocateInThreadsAndReport(/*tune=*/true),
               ::testing::ExitedWithCode(0), "");
@@ -90,18 +99,19 @@ TEST(MallocTuningTest, givenTuned_whenManyThreadsAllocate_thenArenasAreCapped) {
 
 // Without the tuning each of those threads gets an arena of its own, so the
 // test above would fail if the setting did nothing.
-TEST(MallocTuningTest, givenDefaults_whenManyThreadsAllocate_thenMoreArenas) {
+TEST_F(MallocTuningTest, givenDefaults_whenManyThreadsAllocate_thenMoreArenas) {
   if (!kGlibcMalloc) GTEST_SKIP() << "not glibc's allocator";
   EXPECT_EXIT(AllocateInThreadsAndReport(/*tune=*/false),
               ::testing::ExitedWithCode(4), "");
 }
 
-TEST(MallocTuningTest, givenNoTunables_whenHugePagesAdded_thenOnlyThatEntry) {
+TEST_F(MallocTuningTest, givenNoTunables_whenHugePagesAdded_thenOnlyThatEntry) {
   EXPECT_EQ(TunablesWithHugePages(nullptr), "glibc.malloc.hugetlb=1");
   EXPECT_EQ(TunablesWithHugePages(""), "glibc.malloc.hugetlb=1");
 }
 
-TEST(MallocTuningTest, givenOtherTunables_whenHugePagesAdded_thenKeptInFront) {
+TEST_F(MallocTuningTest,
+       givenOtherTunables_whenHugePagesAdded_thenKeptInFront) {
   EXPECT_EQ(TunablesWithHugePages("glibc.malloc.arena_max=2"),
             "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1");
   // A name that only starts like it is another tunable.
@@ -109,7 +119,7 @@ TEST(MallocTuningTest, givenOtherTunables_whenHugePagesAdded_thenKeptInFront) {
             "glibc.malloc.hugetlbx=1:glibc.malloc.hugetlb=1");
 }
 
-TEST(MallocTuningTest, givenHugePagesAlreadySet_whenAdded_thenLeftAsItIs) {
+TEST_F(MallocTuningTest, givenHugePagesAlreadySet_whenAdded_thenLeftAsItIs) {
   EXPECT_EQ(TunablesWithHugePages("glibc.malloc.hugetlb=1"), std::nullopt);
   EXPECT_EQ(TunablesWithHugePages("glibc.malloc.hugetlb=0"), std::nullopt);
   EXPECT_EQ(
