@@ -101,8 +101,9 @@ def table_markdown(summary, systems, runs):
 
 def write_csv(path, rows):
     with open(path, "w", newline="", encoding="utf-8") as f:
+        # Unix line ends: the csv module's default is CRLF.
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS,
-                                extrasaction="ignore")
+                                extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: NA if row.get(k) is None else row[k]
