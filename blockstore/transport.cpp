@@ -30,6 +30,10 @@ using Clock = std::chrono::steady_clock;
 
 // The kernel's 256 KiB vsock default window halves bulk throughput.
 constexpr uint64_t kVsockBufferSize = 4u << 20;
+// Unix sockets get the same window. With the kernel's 208 KiB default a
+// 512 KiB read reply crosses in three sender wake-ups, and a cold read
+// waits on them (docs/protocol.md).
+constexpr int kUnixSendBufferSize = 4 << 20;
 // Back-off when accept() runs out of descriptors or memory.
 constexpr int kAcceptRetryMs = 100;
 
@@ -158,6 +162,19 @@ void SetVsockBufferSizes(int fd) {
   }
 }
 
+void SetUnixSendBuffer(int fd) {
+  // Unix stream sockets are flow-controlled by the sender's buffer alone.
+  // SO_SNDBUFFORCE (CAP_NET_ADMIN) may exceed net.core.wmem_max; plain
+  // SO_SNDBUF is silently capped by it.
+  const int value = kUnixSendBufferSize;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &value, sizeof(value)) == 0) {
+    return;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, sizeof(value)) != 0) {
+    spdlog::warn("unix: cannot set SO_SNDBUF: {}", ErrnoText(errno));
+  }
+}
+
 // Per-connection options, applied to connected and accepted sockets alike.
 void ConfigureConnected(int fd, Address::Kind kind) {
   if (kind == Address::Kind::kTcp) {
@@ -167,6 +184,8 @@ void ConfigureConnected(int fd, Address::Kind kind) {
     }
   } else if (kind == Address::Kind::kVsock) {
     SetVsockBufferSizes(fd);
+  } else {
+    SetUnixSendBuffer(fd);
   }
 }
 

@@ -4,7 +4,8 @@
 // where CID is a number or ANY (listen only). All three are SOCK_STREAM
 // sockets, so one Connection type serves them; only Listen/Connect differ by
 // family. vsock sockets get a large SO_VM_SOCKETS_BUFFER_SIZE because the
-// kernel's 256 KiB default window throttles throughput.
+// kernel's 256 KiB default window throttles throughput; unix sockets get a
+// send buffer of the same size for the same reason.
 //
 // Thread safety: a Connection may be read by one thread while another writes
 // to it; concurrent writers must serialize themselves. Shutdown() may be

@@ -184,6 +184,18 @@ TEST_F(TransportPairTest,
   EXPECT_EQ(s.message(), "connection closed");
 }
 
+TEST_F(TransportPairTest, givenUnixConnection_whenOpened_thenSendBufferIs4MiB) {
+  // Without CAP_NET_ADMIN the kernel caps the size at net.core.wmem_max.
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for SO_SNDBUFFORCE";
+  for (const auto* conn : {client_.get(), server_.get()}) {
+    int size = 0;
+    socklen_t len = sizeof(size);
+    ASSERT_EQ(getsockopt(conn->fd(), SOL_SOCKET, SO_SNDBUF, &size, &len), 0);
+    // The kernel doubles the requested size for its own bookkeeping.
+    EXPECT_EQ(size, 8 << 20);
+  }
+}
+
 TEST_F(TransportPairTest, givenBlockedReader_whenShutdown_thenReadFails) {
   std::thread reader([&] {
     char byte;
