@@ -28,12 +28,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The kernel's 256 KiB vsock default window halves bulk throughput.
-constexpr uint64_t kVsockBufferSize = 4u << 20;
-// Unix sockets get the same window. With the kernel's 208 KiB default a
-// 512 KiB read reply crosses in three sender wake-ups, and a cold read
-// waits on them (docs/protocol.md).
-constexpr int kUnixSendBufferSize = 4 << 20;
+// Socket buffer for bulk transfers, vsock and unix alike. The kernel's
+// defaults (256 KiB vsock window, 208 KiB unix send buffer) make a 512 KiB
+// read reply cross in several sender wake-ups (docs/protocol.md).
+constexpr int kStreamBufferSize = 4 << 20;
 // Back-off when accept() runs out of descriptors or memory.
 constexpr int kAcceptRetryMs = 100;
 
@@ -154,7 +152,7 @@ void SetVsockBufferSizes(int fd) {
   // Order matters: the kernel clamps SIZE into [MIN, MAX].
   for (int option : {SO_VM_SOCKETS_BUFFER_MAX_SIZE, SO_VM_SOCKETS_BUFFER_SIZE,
                      SO_VM_SOCKETS_BUFFER_MIN_SIZE}) {
-    uint64_t value = kVsockBufferSize;
+    uint64_t value = kStreamBufferSize;
     if (setsockopt(fd, AF_VSOCK, option, &value, sizeof(value)) != 0) {
       spdlog::warn("vsock: cannot set buffer option {}: {}", option,
                    ErrnoText(errno));
@@ -166,7 +164,7 @@ void SetUnixSendBuffer(int fd) {
   // Unix stream sockets are flow-controlled by the sender's buffer alone.
   // SO_SNDBUFFORCE (CAP_NET_ADMIN) may exceed net.core.wmem_max; plain
   // SO_SNDBUF is silently capped by it.
-  const int value = kUnixSendBufferSize;
+  const int value = kStreamBufferSize;
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &value, sizeof(value)) == 0) {
     return;
   }
