@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <sodium.h>
@@ -43,6 +44,15 @@ constexpr uint8_t kRecordVersion = 2;
 constexpr size_t kMaxHolderIdSize = 255;  // length travels in a u8
 constexpr size_t kTokenHashSize = crypto_generichash_BYTES;  // 32
 static_assert(kTokenHashSize == 32);
+// Files that flushes and compactions leave obsolete (the blob files of
+// deleted data, replaced tables) are renamed to *.trash and unlinked by the
+// SstFileManager's thread, at most this many bytes per second, instead of
+// by the flush thread that found them: unlinking a 64 MiB blob file took
+// that thread 25-35 ms, while the next flush waited (docs/storage.md).
+constexpr int64_t kTrashDeleteBytesPerSecond = int64_t{1} << 30;
+// Beyond trash of this share of the live files, deletes happen in place
+// again; 1.0 lets a whole deleted file's worth wait its turn.
+constexpr double kMaxTrashRatio = 1.0;
 
 // Persistent state of one volume, stored under "volume/<name>".
 struct VolumeRecord {
@@ -581,6 +591,15 @@ Result<std::unique_ptr<RocksDbVolumes>> RocksDbVolumes::Open(
   options.bytes_per_sync = 1 << 20;
   options.max_total_wal_size = 256 << 20;
   options.keep_log_file_num = 10;
+  rocksdb::Status trash_status;
+  options.sst_file_manager.reset(rocksdb::NewSstFileManager(
+      rocksdb::Env::Default(), /*info_log=*/nullptr, /*trash_dir=*/"",
+      kTrashDeleteBytesPerSecond, /*delete_existing_trash=*/true, &trash_status,
+      kMaxTrashRatio));
+  if (!trash_status.ok()) {
+    return Status::IOError("open store " + dir + ": " +
+                           trash_status.ToString());
+  }
   // Block names sort in creation order, so a file's blocks sit together in a
   // blob file; let the kernel read ahead there (docs/storage.md).
   options.advise_random_on_open = false;

@@ -8,11 +8,13 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "blockstore/protocol.h"
@@ -27,6 +29,17 @@ const std::string kToken = "token-0123456789abcdef";
 const std::string kOtherToken = "token-fedcba9876543210";
 const std::string kHolder = "client-a";
 const std::string kOtherHolder = "client-b";
+
+// Polls `done` until it holds or 30 s pass: for RocksDB's background
+// threads, which signal nothing when they finish.
+template <typename Predicate>
+void WaitUntil(Predicate done) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 class RocksDbVolumesTest : public ::testing::Test {
  protected:
@@ -384,6 +397,63 @@ TEST_F(RocksDbVolumesTest,
   const std::string options((std::istreambuf_iterator<char>(log)), {});
   EXPECT_THAT(options, ::testing::HasSubstr("Options.use_direct_reads: 1"));
   contract::ExpectStoreHolds(*OpenStore("vol"), {puts.begin(), puts.end()});
+}
+
+// Obsolete files leave through the trash, unlinked by a background thread
+// (docs/storage.md): the space must still come back, without a restart.
+TEST_F(RocksDbVolumesTest,
+       givenOverwrittenBlocks_whenCompacted_thenTheirBlobFilesLeaveTheDisk) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 1 << 30));
+  auto store = OpenStore("vol");
+  ASSERT_NE(store, nullptr);
+  // Over 1 MiB of values per round: the commit skips the WAL, so
+  // MakeDurable flushes it into a blob file and a level-0 table.
+  std::map<std::string, std::string> latest;
+  auto write_round = [&](uint32_t round) {
+    std::vector<std::pair<std::string, std::string>> puts;
+    for (uint32_t i = 0; i < 20; ++i) {
+      puts.emplace_back("block" + std::to_string(i),
+                        contract::RandomBytes(65536, round * 100 + i));
+      latest[puts.back().first] = puts.back().second;
+    }
+    EFS_ASSERT_OK(store->Commit(PutBatch(puts)));
+    EFS_ASSERT_OK(volumes_->MakeDurable());
+  };
+  auto files_named = [&](const std::string& extension) {
+    std::set<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+      if (entry.path().extension() == extension) {
+        names.insert(entry.path().filename());
+      }
+    }
+    return names;
+  };
+  write_round(0);
+  const std::set<std::string> first = files_named(".blob");
+  ASSERT_FALSE(first.empty());
+  // Level 0 compacts at 8 tables; the compaction drops every overwritten
+  // value, so no table refers to the first round's blob files any more.
+  for (uint32_t round = 1; round <= 10; ++round) write_round(round);
+
+  auto leftovers = [&] {
+    std::set<std::string> left = files_named(".trash");
+    for (const auto& name : files_named(".blob")) {
+      if (first.contains(name)) left.insert(name);
+    }
+    return left;
+  };
+  WaitUntil([&] { return leftovers().empty(); });
+  EXPECT_THAT(leftovers(), ::testing::IsEmpty());
+  contract::ExpectStoreHolds(*store, latest);
+}
+
+TEST_F(RocksDbVolumesTest, givenTrashLeftByACrash_whenReopened_thenDeleted) {
+  volumes_.reset();
+  const std::string trash = dir_.path() + "/000999.blob.trash";
+  std::ofstream(trash) << "left by a process that died before unlinking it";
+  Reopen();
+  WaitUntil([&] { return !std::filesystem::exists(trash); });
+  EXPECT_FALSE(std::filesystem::exists(trash));
 }
 
 TEST_F(RocksDbVolumesTest, givenOpenStore_whenOpenedAgain_thenIOErrorInUse) {
