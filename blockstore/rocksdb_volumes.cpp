@@ -48,7 +48,7 @@ static_assert(kTokenHashSize == 32);
 // deleted data, replaced tables) are renamed to *.trash and unlinked by the
 // SstFileManager's thread, at most this many bytes per second, instead of
 // by the flush thread that found them: unlinking a 64 MiB blob file took
-// that thread 25-35 ms, while the next flush waited (docs/storage.md).
+// that thread 24-36 ms, while the next flush waited (docs/storage.md).
 constexpr int64_t kTrashDeleteBytesPerSecond = int64_t{1} << 30;
 // Beyond trash of this share of the live files, deletes happen in place
 // again; 1.0 lets a whole deleted file's worth wait its turn.
