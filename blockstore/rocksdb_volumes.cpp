@@ -45,10 +45,10 @@ constexpr size_t kMaxHolderIdSize = 255;  // length travels in a u8
 constexpr size_t kTokenHashSize = crypto_generichash_BYTES;  // 32
 static_assert(kTokenHashSize == 32);
 // Files that flushes and compactions leave obsolete (the blob files of
-// deleted data, replaced tables) are renamed to *.trash and unlinked by the
-// SstFileManager's thread, at most this many bytes per second, instead of
-// by the flush thread that found them: unlinking a 64 MiB blob file took
-// that thread 24-36 ms, while the next flush waited (docs/storage.md).
+// deleted data, replaced tables, old WAL files) are renamed to *.trash and
+// unlinked by the SstFileManager's thread, at most this many bytes per second,
+// instead of by the flush thread that found them: unlinking a 64 MiB blob file
+// took that thread 24-36 ms, while the next flush waited (docs/storage.md).
 constexpr int64_t kTrashDeleteBytesPerSecond = int64_t{1} << 30;
 // Beyond trash of this share of the live files, deletes happen in place
 // again; 1.0 lets a whole deleted file's worth wait its turn.

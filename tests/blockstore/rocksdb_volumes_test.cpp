@@ -62,6 +62,17 @@ class RocksDbVolumesTest : public ::testing::Test {
     return store.ok() ? std::move(store).value() : nullptr;
   }
 
+  // Names of the store directory's files ending in `extension` (".blob").
+  std::set<std::string> FilesNamed(const std::string& extension) const {
+    std::set<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+      if (entry.path().extension() == extension) {
+        names.insert(entry.path().filename());
+      }
+    }
+    return names;
+  }
+
   VolumeInfo Info(const std::string& name) {
     auto info = volumes_->GetVolume(name);
     EXPECT_TRUE(info.ok()) << info.status().ToString();
@@ -388,11 +399,7 @@ TEST_F(RocksDbVolumesTest,
   EFS_ASSERT_OK(volumes_->MakeDurable());  // flushes them into blob files
   Reopen({.direct_reads = true});
 
-  size_t blob_files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
-    blob_files += entry.path().extension() == ".blob";
-  }
-  EXPECT_GT(blob_files, 0u);
+  EXPECT_GT(FilesNamed(".blob").size(), 0u);
   std::ifstream log(dir_.path() + "/LOG");
   const std::string options((std::istreambuf_iterator<char>(log)), {});
   EXPECT_THAT(options, ::testing::HasSubstr("Options.use_direct_reads: 1"));
@@ -419,25 +426,16 @@ TEST_F(RocksDbVolumesTest,
     EFS_ASSERT_OK(store->Commit(PutBatch(puts)));
     EFS_ASSERT_OK(volumes_->MakeDurable());
   };
-  auto files_named = [&](const std::string& extension) {
-    std::set<std::string> names;
-    for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
-      if (entry.path().extension() == extension) {
-        names.insert(entry.path().filename());
-      }
-    }
-    return names;
-  };
   write_round(0);
-  const std::set<std::string> first = files_named(".blob");
+  const std::set<std::string> first = FilesNamed(".blob");
   ASSERT_FALSE(first.empty());
   // Level 0 compacts at 8 tables; the compaction drops every overwritten
   // value, so no table refers to the first round's blob files any more.
   for (uint32_t round = 1; round <= 10; ++round) write_round(round);
 
   auto leftovers = [&] {
-    std::set<std::string> left = files_named(".trash");
-    for (const auto& name : files_named(".blob")) {
+    std::set<std::string> left = FilesNamed(".trash");
+    for (const auto& name : FilesNamed(".blob")) {
       if (first.contains(name)) left.insert(name);
     }
     return left;
