@@ -32,7 +32,7 @@ def run(argv, *, env=None, stdin_data=None, discard_stdout=False,
 
     Raises BenchError naming the command and the last lines of its output when
     it exits non-zero or exceeds timeout seconds. The command gets its own
-    process group, killed whole if we are interrupted: fio's forked workers
+    process group, stopped whole if we are interrupted: fio's forked workers
     would otherwise keep a mount busy.
     """
     full_env = dict(os.environ, **(env or {}))
@@ -47,8 +47,7 @@ def run(argv, *, env=None, stdin_data=None, discard_stdout=False,
     try:
         out, err = proc.communicate(stdin_data, timeout=timeout)
     except BaseException as e:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _stop_group(proc)
         if isinstance(e, subprocess.TimeoutExpired):
             raise BenchError(f"{argv[0]} timed out after {timeout} s") from e
         raise
@@ -57,6 +56,22 @@ def run(argv, *, env=None, stdin_data=None, discard_stdout=False,
         raise BenchError(f"{' '.join(map(str, argv))} exited "
                          f"{proc.returncode}\n{tail}")
     return out or ""
+
+
+def _stop_group(proc):
+    """Ends proc's process group: SIGTERM first, so that a tool which runs
+    its own children in other groups (ninja's compilers) stops them too;
+    after up to 5 s, SIGKILL for any member still there."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    proc.wait()
 
 
 def first_line(argv, env=None):
