@@ -61,7 +61,8 @@ def run(argv, *, env=None, stdin_data=None, discard_stdout=False,
 def _stop_group(proc):
     """Ends proc's process group: SIGTERM first, so that a tool which runs
     its own children in other groups (ninja's compilers) stops them too;
-    after up to 5 s, SIGKILL for any member still there."""
+    after up to 5 s, or at once on a second Ctrl-C, SIGKILL for any member
+    still there."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -69,7 +70,7 @@ def _stop_group(proc):
             break
         try:
             proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             pass
     proc.wait()
 
