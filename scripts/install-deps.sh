@@ -9,7 +9,7 @@ PACKAGES=(
   libsodium-dev libssl-dev libisal-dev
   libcli11-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  fio sqlite3 git rsync
+  fio sqlite3 git rsync python3
 )
 
 missing=()

@@ -1,0 +1,88 @@
+"""Unit tests of bench/lib/report.py: the ratios bench/run reports, over the
+median and within each run."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "bench", "lib"))
+
+import report  # noqa: E402
+from jobs import all_jobs  # noqa: E402
+
+SYSTEMS = ["enclavefs", "gocryptfs", "securefs", "native"]
+JOBS = {j.name: j for j in all_jobs()}
+
+
+def rows(job, per_run):
+    """Rows of `job` from {run: {system: value}}."""
+    return [{"run": run, "job": job, "system": system, "value": value}
+            for run, values in per_run.items()
+            for system, value in values.items()]
+
+
+def summary_of(job, per_run):
+    return report.summarize(rows(job, per_run), [JOBS[job]], SYSTEMS)[0]
+
+
+class PerRunRatioTest(unittest.TestCase):
+    def test_median_ahead_can_hide_a_run_behind(self):
+        s = summary_of("seqread-cold", {
+            1: {"enclavefs": 700, "gocryptfs": 600, "securefs": 500},
+            2: {"enclavefs": 750, "gocryptfs": 1000, "securefs": 500},
+            3: {"enclavefs": 680, "gocryptfs": 590, "securefs": 650},
+        })
+        # Medians 700 vs gocryptfs 600: ahead.
+        self.assertAlmostEqual(s["enclavefs_vs_best_peer"], 700 / 600)
+        per_run = s["enclavefs_vs_best_peer_per_run"]
+        self.assertEqual(sorted(per_run), [1, 2, 3])
+        self.assertAlmostEqual(per_run[1], 700 / 600)
+        self.assertAlmostEqual(per_run[2], 750 / 1000)
+        self.assertAlmostEqual(per_run[3], 680 / 650)
+        self.assertEqual(report.even_in_every_run([s], 3), (0, 1))
+
+    def test_times_are_inverted_per_run(self):
+        s = summary_of("cp", {
+            1: {"enclavefs": 4.0, "securefs": 5.0, "native": 1.0},
+            2: {"enclavefs": 5.0, "securefs": 4.0, "native": 1.0},
+        })
+        self.assertAlmostEqual(s["enclavefs_vs_best_peer_per_run"][1], 1.25)
+        self.assertAlmostEqual(s["enclavefs_vs_best_peer_per_run"][2], 0.8)
+        self.assertAlmostEqual(s["enclavefs_vs_native_per_run"][1], 0.25)
+
+    def test_even_in_every_run_counts_only_complete_jobs(self):
+        ahead = summary_of("randwrite", {
+            1: {"enclavefs": 2.0, "securefs": 1.0},
+            2: {"enclavefs": 1.0, "securefs": 1.0},
+        })
+        failed_run = summary_of("randread-cold", {
+            1: {"enclavefs": 2.0, "securefs": 1.0},
+            2: {"enclavefs": None, "securefs": 1.0},
+        })
+        self.assertEqual(failed_run["enclavefs_vs_best_peer_per_run"].keys(),
+                         {1})
+        self.assertEqual(report.even_in_every_run([ahead, failed_run], 2),
+                         (1, 2))
+
+    def test_table_shows_each_run_in_order_and_marks_gaps(self):
+        s = summary_of("randread-cold", {
+            1: {"enclavefs": 3.0, "securefs": 1.0, "native": 1.5},
+            2: {"enclavefs": None, "securefs": 1.0, "native": 1.5},
+            3: {"enclavefs": 1.0, "securefs": 2.0, "native": 1.0},
+        })
+        table = report.table_markdown([s], SYSTEMS, 3)
+        line = next(l for l in table.splitlines()
+                    if l.startswith("| randread-cold"))
+        self.assertIn("| 3.00 / n/a / 0.50 | 2.00 / n/a / 1.00 |", line)
+        self.assertIn("on 0 of 1 jobs", table)
+
+    def test_single_run_table_has_no_per_run_columns(self):
+        s = summary_of("seqwrite", {1: {"enclavefs": 2.0, "securefs": 1.0}})
+        table = report.table_markdown([s], SYSTEMS, 1)
+        self.assertNotIn("per run", table)
+        self.assertIn("| 2.00 |", table)
+
+
+if __name__ == "__main__":
+    unittest.main()
