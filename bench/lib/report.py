@@ -13,7 +13,9 @@ from systems import PEERS
 
 CSV_FIELDS = ("run", "job", "system", "unit", "value", "wall_seconds",
               "user_bytes", "ops", "host_requests", "wire_bytes",
-              "wire_bytes_per_user_byte", "host_requests_per_op")
+              "wire_bytes_per_user_byte", "host_requests_per_op",
+              "disk_read_bytes", "disk_busy_seconds")
+MiB = 1 << 20
 NA = "n/a"
 
 
@@ -34,7 +36,7 @@ def summarize(rows, jobs, systems):
         efs = [r for r in mine if r["system"] == "enclavefs"]
         summary.append({
             "job": job.name, "family": job.family, "unit": job.unit,
-            "values": values,
+            "cold": job.cold, "values": values,
             "enclavefs_vs_best_peer": _ratio(job, values, PEERS),
             "enclavefs_vs_native": _ratio(job, values, ("native",)),
             # The median ratio can hide a run that lost: each run compares
@@ -45,6 +47,14 @@ def summarize(rows, jobs, systems):
                 r.get("wire_bytes_per_user_byte") for r in efs),
             "host_requests_per_op": median_or_none(
                 r.get("host_requests_per_op") for r in efs),
+            "disk_read_mib": {s: median_or_none(
+                r["disk_read_bytes"] / MiB for r in mine
+                if r["system"] == s and "disk_read_bytes" in r)
+                for s in systems},
+            "disk_read_mib_per_busy_second": {s: median_or_none(
+                r["disk_read_bytes"] / MiB / r["disk_busy_seconds"]
+                for r in mine if r["system"] == s
+                and r.get("disk_busy_seconds")) for s in systems},
         })
     return summary
 
@@ -143,6 +153,33 @@ def table_markdown(summary, systems, runs):
         cells += [fmt_figure(s["wire_bytes_per_user_byte"]),
                   fmt_figure(s["host_requests_per_op"])]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def disk_table_markdown(summary, systems):
+    """What the work dir's disk read during the cold jobs; "" if no job
+    recorded it. A read faster than the disk's own, or smaller than the
+    data, came from a cache the page cache drop did not empty."""
+    cold = [s for s in summary if s["cold"]
+            and any(v is not None for v in s["disk_read_mib"].values())]
+    if not cold:
+        return ""
+    lines = [
+        "Disk reads during the cold jobs (medians): MiB the work dir's block "
+        "device read while the job ran / MiB/s over the time it had I/O in "
+        "flight.",
+        "",
+        "| job | " + " | ".join(systems) + " |",
+        "|---|" + "---:|" * len(systems),
+    ]
+    for s in cold:
+        cells = []
+        for n in systems:
+            mib = s["disk_read_mib"][n]
+            rate = s["disk_read_mib_per_busy_second"][n]
+            cells.append(NA if mib is None else f"{mib:.0f} / "
+                         + (NA if rate is None else f"{rate:.0f}"))
+        lines.append(f"| {s['job']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

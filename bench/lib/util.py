@@ -120,6 +120,23 @@ def fs_type(path):
     return kind
 
 
+def block_device_stat(path):
+    """The sysfs stat file of the block device holding path, or None (a file
+    system with no block device of its own, such as tmpfs or overlayfs)."""
+    dev = os.stat(path).st_dev
+    stat = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/stat"
+    return stat if os.path.exists(stat) else None
+
+
+def disk_counters(stat_path):
+    """(bytes read, seconds with I/O in flight) of a block device so far, from
+    its sysfs stat file (Documentation/block/stat.rst: sectors are 512
+    bytes whatever the device's own sector size)."""
+    with open(stat_path, encoding="ascii") as f:
+        fields = f.read().split()
+    return int(fields[2]) * 512, int(fields[9]) / 1000
+
+
 def drop_caches():
     """Writes back dirty pages and drops the page, dentry and inode caches."""
     os.sync()

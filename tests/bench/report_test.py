@@ -84,5 +84,32 @@ class PerRunRatioTest(unittest.TestCase):
         self.assertIn("| 2.00 |", table)
 
 
+
+class DiskTableTest(unittest.TestCase):
+    def test_cold_jobs_show_disk_reads_and_rate_while_busy(self):
+        mib = 1 << 20
+        job_rows = [
+            {"run": 1, "job": "seqread-cold", "system": "enclavefs",
+             "value": 800, "disk_read_bytes": 1024 * mib,
+             "disk_busy_seconds": 2.0},
+            {"run": 1, "job": "seqread-cold", "system": "gocryptfs",
+             "value": 900, "disk_read_bytes": 512 * mib,
+             "disk_busy_seconds": 0.25},
+            {"run": 1, "job": "seqread-cold", "system": "securefs",
+             "value": 700},  # measured before disk counters existed
+            {"run": 1, "job": "seqwrite", "system": "enclavefs",
+             "value": 500, "disk_read_bytes": 0, "disk_busy_seconds": 1.0},
+        ]
+        summary = report.summarize(
+            job_rows, [JOBS["seqwrite"], JOBS["seqread-cold"]], SYSTEMS)
+        table = report.disk_table_markdown(summary, SYSTEMS)
+        self.assertIn("| seqread-cold | 1024 / 512 | 512 / 2048 | n/a | n/a |",
+                      table)
+        self.assertNotIn("seqwrite", table)  # not a cold job
+
+    def test_no_table_without_disk_counters(self):
+        s = summary_of("seqread-cold", {1: {"enclavefs": 1.0, "securefs": 1.0}})
+        self.assertEqual(report.disk_table_markdown([s], SYSTEMS), "")
+
 if __name__ == "__main__":
     unittest.main()
