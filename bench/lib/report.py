@@ -158,8 +158,9 @@ def table_markdown(summary, systems, runs):
 
 def disk_table_markdown(summary, systems):
     """What the work dir's disk read during the cold jobs; "" if no job
-    recorded it. A read faster than the disk's own, or smaller than the
-    data, came from a cache the page cache drop did not empty."""
+    recorded it. Fewer MiB than the data means part of the read came from a
+    cache the page cache drop did not empty; the MiB/s show how fast the
+    disk itself served each system."""
     cold = [s for s in summary if s["cold"]
             and any(v is not None for v in s["disk_read_mib"].values())]
     if not cold:
