@@ -72,8 +72,8 @@ class PerRunRatioTest(unittest.TestCase):
             3: {"enclavefs": 1.0, "securefs": 2.0, "native": 1.0},
         })
         table = report.table_markdown([s], SYSTEMS, 3)
-        line = next(l for l in table.splitlines()
-                    if l.startswith("| randread-cold"))
+        line = next(row for row in table.splitlines()
+                    if row.startswith("| randread-cold"))
         self.assertIn("| 3.00 / n/a / 0.50 | 2.00 / n/a / 1.00 |", line)
         self.assertIn("on 0 of 1 jobs", table)
 
@@ -82,7 +82,6 @@ class PerRunRatioTest(unittest.TestCase):
         table = report.table_markdown([s], SYSTEMS, 1)
         self.assertNotIn("per run", table)
         self.assertIn("| 2.00 |", table)
-
 
 
 class DiskTableTest(unittest.TestCase):
@@ -110,6 +109,7 @@ class DiskTableTest(unittest.TestCase):
     def test_no_table_without_disk_counters(self):
         s = summary_of("seqread-cold", {1: {"enclavefs": 1.0, "securefs": 1.0}})
         self.assertEqual(report.disk_table_markdown([s], SYSTEMS), "")
+
 
 if __name__ == "__main__":
     unittest.main()
