@@ -31,8 +31,7 @@ def summarize(rows, jobs, systems):
         mine = [r for r in rows if r["job"] == job.name]
         if not mine:
             continue
-        values = {s: median_or_none(r.get("value") for r in mine
-                                    if r["system"] == s) for s in systems}
+        values = _median_per_system(mine, systems, lambda r: r.get("value"))
         efs = [r for r in mine if r["system"] == "enclavefs"]
         summary.append({
             "job": job.name, "family": job.family, "unit": job.unit,
@@ -47,16 +46,27 @@ def summarize(rows, jobs, systems):
                 r.get("wire_bytes_per_user_byte") for r in efs),
             "host_requests_per_op": median_or_none(
                 r.get("host_requests_per_op") for r in efs),
-            "disk_read_mib": {s: median_or_none(
-                r["disk_read_bytes"] / MiB for r in mine
-                if r["system"] == s and "disk_read_bytes" in r)
-                for s in systems},
-            "disk_read_mib_per_busy_second": {s: median_or_none(
-                r["disk_read_bytes"] / MiB / r["disk_busy_seconds"]
-                for r in mine if r["system"] == s
-                and r.get("disk_busy_seconds")) for s in systems},
+            "disk_read_mib": _median_per_system(mine, systems, _disk_read_mib),
+            "disk_read_mib_per_busy_second": _median_per_system(
+                mine, systems, _disk_read_rate),
         })
     return summary
+
+
+def _median_per_system(rows, systems, figure):
+    """{system: median of figure(row) over its rows}; figure may be None."""
+    return {s: median_or_none(figure(r) for r in rows if r["system"] == s)
+            for s in systems}
+
+
+def _disk_read_mib(row):
+    return row["disk_read_bytes"] / MiB if "disk_read_bytes" in row else None
+
+
+def _disk_read_rate(row):
+    """MiB/s while the disk had I/O in flight."""
+    busy = row.get("disk_busy_seconds")
+    return row["disk_read_bytes"] / MiB / busy if busy else None
 
 
 def _ratio(job, values, others):
