@@ -1,0 +1,53 @@
+"""Tests of bench/run's refusals: bad arguments and unusable work dirs fail
+at once, with one line that names the problem and a non-zero exit, before
+anything is built, installed or mounted."""
+
+import fcntl
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                   "..", "..", "bench", "run")
+
+
+def bench_run(*args):
+    return subprocess.run([sys.executable, RUN, "--no-docs", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+class RefusalTest(unittest.TestCase):
+    def assert_refused(self, result, rc, message):
+        self.assertEqual(result.returncode, rc, result.stderr)
+        self.assertIn(message, result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_unknown_system(self):
+        self.assert_refused(bench_run("--systems", "native,zfs"), 2,
+                            "unknown system(s): zfs")
+
+    def test_runs_below_one(self):
+        self.assert_refused(bench_run("--runs", "0"), 2,
+                            "--runs must be at least 1")
+
+    def test_work_dir_under_a_file(self):
+        with tempfile.NamedTemporaryFile() as f:
+            workdir = os.path.join(f.name, "bench")
+            self.assert_refused(
+                bench_run("--systems", "native", "--jobs", "seqwrite",
+                          "--workdir", workdir), 1,
+                f"cannot use work dir {workdir}: Not a directory")
+
+    def test_work_dir_held_by_another_run(self):
+        with tempfile.TemporaryDirectory() as workdir:
+            with open(os.path.join(workdir, ".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self.assert_refused(
+                    bench_run("--systems", "native", "--jobs", "seqwrite",
+                              "--workdir", workdir), 1,
+                    f"another bench/run is using {workdir}")
+
+if __name__ == "__main__":
+    unittest.main()
