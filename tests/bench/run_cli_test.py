@@ -40,6 +40,19 @@ class RefusalTest(unittest.TestCase):
                           "--workdir", workdir), 1,
                 f"cannot use work dir {workdir}: Not a directory")
 
+    def test_foreign_work_dir_left_untouched(self):
+        # bench/run deletes its work dir's stores, mnt and run subdirectories:
+        # a directory it did not make must be refused, not emptied.
+        with tempfile.TemporaryDirectory() as workdir:
+            keep = os.path.join(workdir, "mnt", "keep")
+            os.makedirs(os.path.dirname(keep))
+            open(keep, "w").close()
+            self.assert_refused(
+                bench_run("--systems", "native", "--jobs", "seqwrite",
+                          "--workdir", workdir), 1,
+                f"work dir {workdir} is not empty and no bench/run made it")
+            self.assertTrue(os.path.exists(keep))
+
     def test_work_dir_held_by_another_run(self):
         with tempfile.TemporaryDirectory() as workdir:
             with open(os.path.join(workdir, ".lock"), "w") as lock:
