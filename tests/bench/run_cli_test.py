@@ -62,5 +62,21 @@ class RefusalTest(unittest.TestCase):
                               "--workdir", workdir), 1,
                     f"another bench/run is using {workdir}")
 
+    @unittest.skipUnless(os.geteuid() == 0, "mounts a small tmpfs")
+    def test_work_dir_without_room(self):
+        with tempfile.TemporaryDirectory() as small:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs",
+                            small], check=True)
+            try:
+                workdir = os.path.join(small, "bench")
+                self.assert_refused(
+                    bench_run("--quick", "--systems", "native", "--jobs",
+                              "seqwrite", "--workdir", workdir), 1,
+                    "and this run needs about 0.1 GiB")
+                self.assertEqual(os.listdir(workdir), [".lock"])
+            finally:
+                subprocess.run(["umount", small], check=True)
+
+
 if __name__ == "__main__":
     unittest.main()
