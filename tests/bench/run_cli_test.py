@@ -32,6 +32,7 @@ class RefusalTest(unittest.TestCase):
         self.assert_refused(bench_run("--runs", "0"), 2,
                             "--runs must be at least 1")
 
+    @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
     def test_work_dir_under_a_file(self):
         with tempfile.NamedTemporaryFile() as f:
             workdir = os.path.join(f.name, "bench")
@@ -40,6 +41,7 @@ class RefusalTest(unittest.TestCase):
                           "--workdir", workdir), 1,
                 f"cannot use work dir {workdir}: Not a directory")
 
+    @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
     def test_foreign_work_dir_left_untouched(self):
         # bench/run deletes its work dir's stores, mnt and run subdirectories:
         # a directory it did not make must be refused, not emptied.
@@ -53,6 +55,7 @@ class RefusalTest(unittest.TestCase):
                 f"work dir {workdir} is not empty and no bench/run made it")
             self.assertTrue(os.path.exists(keep))
 
+    @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
     def test_work_dir_held_by_another_run(self):
         with tempfile.TemporaryDirectory() as workdir:
             with open(os.path.join(workdir, ".lock"), "w") as lock:
