@@ -109,6 +109,22 @@ def mounts_under(directory):
     return [m for m, _ in mounts() if m == directory or m.startswith(prefix)]
 
 
+def running_programs(names):
+    """(pid, name) of every process whose command name is one of names."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(os.path.join(entry.path, "comm"), encoding="utf-8") as f:
+                name = f.read().strip()
+        except OSError:  # gone meanwhile
+            continue
+        if name in names:
+            found.append((int(entry.name), name))
+    return sorted(found)
+
+
 def fs_type(path):
     """File system type of the mount holding path (longest prefix match)."""
     best, kind = "", "unknown"

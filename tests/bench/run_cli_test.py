@@ -1,9 +1,11 @@
-"""Tests of bench/run's refusals: bad arguments and unusable work dirs fail
-at once, with one line that names the problem and a non-zero exit, before
-anything is built, installed or mounted."""
+"""Tests of what bench/run checks before a run: bad arguments and unusable
+work dirs fail at once, with one line that names the problem and a non-zero
+exit, before anything is built, installed or mounted; a file-system daemon
+already running is warned of."""
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +66,25 @@ class RefusalTest(unittest.TestCase):
                     bench_run("--systems", "native", "--jobs", "seqwrite",
                               "--workdir", workdir), 1,
                     f"another bench/run is using {workdir}")
+
+    @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
+    def test_warns_of_a_file_system_daemon_already_running(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            # A process whose command name is enclavefs-host, as the
+            # quickstart's host would be.
+            fake = os.path.join(tmp, "enclavefs-host")
+            shutil.copy("/bin/sleep", fake)
+            daemon = subprocess.Popen([fake, "30"])
+            try:
+                foreign = os.path.join(tmp, "work")
+                os.makedirs(os.path.join(foreign, "keep"))
+                result = bench_run("--systems", "native", "--jobs",
+                                   "seqwrite", "--workdir", foreign)
+                self.assertIn(f"already running: enclavefs-host (pid "
+                              f"{daemon.pid})", result.stderr)
+            finally:
+                daemon.kill()
+                daemon.wait()
 
     @unittest.skipUnless(os.geteuid() == 0, "mounts a small tmpfs")
     def test_work_dir_without_room(self):
