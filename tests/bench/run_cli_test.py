@@ -20,6 +20,12 @@ def bench_run(*args):
                           capture_output=True, text=True, timeout=60)
 
 
+def bench_run_in(workdir, *args):
+    """A one-job run of the native directory in `workdir`."""
+    return bench_run(*args, "--systems", "native", "--jobs", "seqwrite",
+                     "--workdir", workdir)
+
+
 class RefusalTest(unittest.TestCase):
     def assert_refused(self, result, rc, message):
         self.assertEqual(result.returncode, rc, result.stderr)
@@ -39,8 +45,7 @@ class RefusalTest(unittest.TestCase):
         with tempfile.NamedTemporaryFile() as f:
             workdir = os.path.join(f.name, "bench")
             self.assert_refused(
-                bench_run("--systems", "native", "--jobs", "seqwrite",
-                          "--workdir", workdir), 1,
+                bench_run_in(workdir), 1,
                 f"cannot use work dir {workdir}: Not a directory")
 
     @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
@@ -52,8 +57,7 @@ class RefusalTest(unittest.TestCase):
             os.makedirs(os.path.dirname(keep))
             open(keep, "w").close()
             self.assert_refused(
-                bench_run("--systems", "native", "--jobs", "seqwrite",
-                          "--workdir", workdir), 1,
+                bench_run_in(workdir), 1,
                 f"work dir {workdir} is not empty and no bench/run made it")
             self.assertTrue(os.path.exists(keep))
 
@@ -63,8 +67,7 @@ class RefusalTest(unittest.TestCase):
             with open(os.path.join(workdir, ".lock"), "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 self.assert_refused(
-                    bench_run("--systems", "native", "--jobs", "seqwrite",
-                              "--workdir", workdir), 1,
+                    bench_run_in(workdir), 1,
                     f"another bench/run is using {workdir}")
 
     @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
@@ -78,8 +81,7 @@ class RefusalTest(unittest.TestCase):
             try:
                 foreign = os.path.join(tmp, "work")
                 os.makedirs(os.path.join(foreign, "keep"))
-                result = bench_run("--systems", "native", "--jobs",
-                                   "seqwrite", "--workdir", foreign)
+                result = bench_run_in(foreign)
                 self.assertIn(f"already running: enclavefs-host (pid "
                               f"{daemon.pid})", result.stderr)
             finally:
@@ -94,8 +96,7 @@ class RefusalTest(unittest.TestCase):
             try:
                 workdir = os.path.join(small, "bench")
                 self.assert_refused(
-                    bench_run("--quick", "--systems", "native", "--jobs",
-                              "seqwrite", "--workdir", workdir), 1,
+                    bench_run_in(workdir, "--quick"), 1,
                     "and this run needs about 0.1 GiB")
                 self.assertEqual(os.listdir(workdir), [".lock"])
             finally:
