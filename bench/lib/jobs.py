@@ -52,6 +52,11 @@ class Job:
     def measure(self, system, params, raw_path):
         raise NotImplementedError
 
+    def footprint(self, params):
+        """(name, bytes) of the files the job keeps in a mount; jobs that
+        share files share the name."""
+        raise NotImplementedError
+
     @property
     def higher_is_better(self):
         return self.unit != "s"
@@ -64,8 +69,12 @@ class FioJob(Job):
     numjobs: int = 1
     fresh: bool = False  # delete the files first (a write of new files)
 
-    def _env(self, system, params, create_only):
+    def footprint(self, params):
         total = params.seq_size if self.family == "seq" else params.rand_size
+        return self.file_base, total
+
+    def _env(self, system, params, create_only):
+        _, total = self.footprint(params)
         return {"DIR": system.mnt, "FILE": self.file_base,
                 "SIZE": str(total // self.numjobs),
                 "NUMJOBS": str(self.numjobs), "RUNTIME": str(params.runtime),
@@ -141,6 +150,9 @@ def _timed(*steps):
 @dataclasses.dataclass
 class MetaJob(Job):
     action: str = ""  # copy, list or remove
+
+    def footprint(self, params):
+        return TREE_NAME, tree_size(params.tree)[1]
 
     def prepare(self, system, params):
         tree = os.path.join(system.mnt, TREE_NAME)
