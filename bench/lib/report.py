@@ -14,7 +14,9 @@ from systems import PEERS
 CSV_FIELDS = ("run", "job", "system", "unit", "value", "wall_seconds",
               "user_bytes", "ops", "host_requests", "wire_bytes",
               "wire_bytes_per_user_byte", "host_requests_per_op",
-              "disk_read_bytes", "disk_busy_seconds")
+              "disk_read_bytes", "disk_busy_seconds", "cpu_seconds",
+              "daemon_cpu_seconds")
+GiB = 1 << 30
 MiB = 1 << 20
 NA = "n/a"
 
@@ -33,6 +35,8 @@ def summarize(rows, jobs, systems):
             continue
         values = _median_per_system(mine, systems, lambda r: r.get("value"))
         efs = [r for r in mine if r["system"] == "enclavefs"]
+        # Data jobs per GiB moved; the metadata jobs per run.
+        cpu_per = "run" if job.family == "meta" else "GiB"
         summary.append({
             "job": job.name, "family": job.family, "unit": job.unit,
             "cold": job.cold, "values": values,
@@ -49,6 +53,11 @@ def summarize(rows, jobs, systems):
             "disk_read_mib": _median_per_system(mine, systems, _disk_read_mib),
             "disk_read_mib_per_busy_second": _median_per_system(
                 mine, systems, _disk_read_rate),
+            "cpu_per": cpu_per,
+            "cpu": _median_per_system(
+                mine, systems, _cpu_figure("cpu_seconds", cpu_per)),
+            "daemon_cpu": _median_per_system(
+                mine, systems, _cpu_figure("daemon_cpu_seconds", cpu_per)),
         })
     return summary
 
@@ -67,6 +76,17 @@ def _disk_read_rate(row):
     """MiB/s while the disk had I/O in flight."""
     busy = row.get("disk_busy_seconds")
     return row["disk_read_bytes"] / MiB / busy if busy else None
+
+
+def _cpu_figure(field, per):
+    """CPU-seconds per GiB the job read or wrote, or per run."""
+    def figure(row):
+        seconds = row.get(field)
+        if seconds is None or per == "run":
+            return seconds
+        data = row.get("user_bytes")
+        return seconds / (data / GiB) if data else None
+    return figure
 
 
 def _ratio(job, values, others):
@@ -191,6 +211,34 @@ def disk_table_markdown(summary, systems):
             cells.append(NA if mib is None else f"{mib:.0f} / "
                          + (NA if rate is None else f"{rate:.0f}"))
         lines.append(f"| {s['job']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cpu_table_markdown(summary, systems):
+    """CPU-seconds per GiB (per run of a metadata job), whole machine / the
+    system's own processes; "" if no job recorded it."""
+    rows = [s for s in summary
+            if any(v is not None for v in s["cpu"].values())]
+    if not rows:
+        return ""
+    lines = [
+        "CPU during the timed phase (medians), in CPU-seconds per GiB read "
+        "or written, or per run of a metadata job: the whole machine / "
+        "the system's own processes (FUSE daemon; for EnclaveFS also the "
+        "host). The machine's figure includes the workload (fio, cp) and "
+        "the kernel's work for it.",
+        "",
+        "| job | per | " + " | ".join(systems) + " |",
+        "|---|---|" + "---:|" * len(systems),
+    ]
+    for s in rows:
+        cells = []
+        for n in systems:
+            machine, own = s["cpu"][n], s["daemon_cpu"][n]
+            cells.append(NA if machine is None else f"{machine:.2f} / "
+                         + (NA if own is None else f"{own:.2f}"))
+        lines.append(f"| {s['job']} | {s['cpu_per']} | " + " | ".join(cells)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,6 +58,11 @@ class System:
         """Cumulative host counters (dict), or None where there is no host."""
         return None
 
+    def processes(self):
+        """PIDs of the processes that serve the mount (none for a plain
+        directory), whose CPU time is the system's own work."""
+        return []
+
     def _create(self):
         pass
 
@@ -99,6 +104,9 @@ class FuseSystem(System):
         if is_mounted(self.mnt):
             fuse_unmount(self.mnt)
         self._wait_daemons()
+
+    def processes(self):
+        return list(self._daemons)
 
     def _find_daemons(self):
         # Also catches a daemon whose mount command was interrupted.
@@ -257,6 +265,10 @@ class EnclaveFs(FuseSystem):
                 self._host.kill()
                 self._host.wait()
         self._host = None
+
+    def processes(self):
+        host = [self._host.pid] if self._host is not None else []
+        return super().processes() + host
 
     def _query_stats(self):
         try:

@@ -153,6 +153,36 @@ def disk_counters(stat_path):
     return int(fields[2]) * 512, int(fields[9]) / 1000
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds():
+    """CPU-seconds all CPUs have been busy so far, from /proc/stat: user,
+    nice, system, irq and softirq (guest time is inside user). Idle, iowait
+    and steal, the hypervisor's time, are not work done here."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS
+
+
+def process_cpu_seconds(pids):
+    """User plus system CPU-seconds of the given processes (all their
+    threads) so far; a process that has exited counts as 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields start
+        # after its last ')'. utime and stime are fields 14 and 15.
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
 def drop_caches():
     """Writes back dirty pages and drops the page, dentry and inode caches."""
     os.sync()

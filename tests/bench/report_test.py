@@ -111,5 +111,37 @@ class DiskTableTest(unittest.TestCase):
         self.assertEqual(report.disk_table_markdown([s], SYSTEMS), "")
 
 
+class CpuTableTest(unittest.TestCase):
+    def test_data_jobs_per_gib_and_metadata_jobs_per_run(self):
+        gib = 1 << 30
+        job_rows = [
+            {"run": 1, "job": "seqread-cold", "system": "enclavefs",
+             "value": 800, "user_bytes": gib // 2, "cpu_seconds": 1.2,
+             "daemon_cpu_seconds": 0.9},
+            {"run": 2, "job": "seqread-cold", "system": "enclavefs",
+             "value": 800, "user_bytes": gib, "cpu_seconds": 2.0,
+             "daemon_cpu_seconds": 1.4},
+            {"run": 1, "job": "seqread-cold", "system": "native",
+             "value": 1800, "user_bytes": gib, "cpu_seconds": 0.5},
+            {"run": 1, "job": "seqread-cold", "system": "securefs",
+             "value": 700, "user_bytes": gib},  # before CPU was recorded
+            {"run": 1, "job": "rm", "system": "gocryptfs", "value": 2.0,
+             "user_bytes": 0, "cpu_seconds": 3.0,
+             "daemon_cpu_seconds": 1.0},
+        ]
+        summary = report.summarize(
+            job_rows, [JOBS["seqread-cold"], JOBS["rm"]], SYSTEMS)
+        table = report.cpu_table_markdown(summary, SYSTEMS)
+        # Medians of 2.4 and 2.0 s/GiB, and of 1.8 and 1.4; native has no
+        # processes of its own.
+        self.assertIn("| seqread-cold | GiB | 2.20 / 1.60 | n/a | n/a | "
+                      "0.50 / n/a |", table)
+        self.assertIn("| rm | run | n/a | 3.00 / 1.00 | n/a | n/a |", table)
+
+    def test_no_table_without_cpu_counters(self):
+        s = summary_of("seqread-cold", {1: {"enclavefs": 1.0, "securefs": 1.0}})
+        self.assertEqual(report.cpu_table_markdown([s], SYSTEMS), "")
+
+
 if __name__ == "__main__":
     unittest.main()
