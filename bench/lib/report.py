@@ -195,23 +195,11 @@ def disk_table_markdown(summary, systems):
             and any(v is not None for v in s["disk_read_mib"].values())]
     if not cold:
         return ""
-    lines = [
+    return _pair_table(
         "Disk reads during the cold jobs (medians): MiB the work dir's block "
         "device read while the job ran / MiB/s over the time it had I/O in "
-        "flight.",
-        "",
-        "| job | " + " | ".join(systems) + " |",
-        "|---|" + "---:|" * len(systems),
-    ]
-    for s in cold:
-        cells = []
-        for n in systems:
-            mib = s["disk_read_mib"][n]
-            rate = s["disk_read_mib_per_busy_second"][n]
-            cells.append(NA if mib is None else f"{mib:.0f} / "
-                         + (NA if rate is None else f"{rate:.0f}"))
-        lines.append(f"| {s['job']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        "flight.", cold, systems, ("disk_read_mib",
+                                   "disk_read_mib_per_busy_second"), ".0f")
 
 
 def cpu_table_markdown(summary, systems):
@@ -221,24 +209,31 @@ def cpu_table_markdown(summary, systems):
             if any(v is not None for v in s["cpu"].values())]
     if not rows:
         return ""
-    lines = [
+    return _pair_table(
         "CPU during the timed phase (medians), in CPU-seconds per GiB read "
         "or written, or per run of a metadata job: the whole machine / "
         "the system's own processes (FUSE daemon; for EnclaveFS also the "
         "host). The machine's figure includes the workload (fio, cp) and "
-        "the kernel's work for it.",
-        "",
-        "| job | per | " + " | ".join(systems) + " |",
-        "|---|---|" + "---:|" * len(systems),
-    ]
+        "the kernel's work for it.", rows, systems, ("cpu", "daemon_cpu"),
+        ".2f", per_column="cpu_per")
+
+
+def _pair_table(caption, rows, systems, keys, fmt, per_column=None):
+    """A table of "first / second" per system and summary row, the two
+    figures being the summary's keys; n/a where one is missing. per_column
+    names a summary key shown as a "per" column after the job."""
+    first, second = keys
+    lead = ["job"] + (["per"] if per_column else [])
+    lines = [caption, "",
+             "| " + " | ".join(lead + list(systems)) + " |",
+             "|" + "---|" * len(lead) + "---:|" * len(systems)]
     for s in rows:
-        cells = []
+        cells = [s["job"]] + ([s[per_column]] if per_column else [])
         for n in systems:
-            machine, own = s["cpu"][n], s["daemon_cpu"][n]
-            cells.append(NA if machine is None else f"{machine:.2f} / "
-                         + (NA if own is None else f"{own:.2f}"))
-        lines.append(f"| {s['job']} | {s['cpu_per']} | " + " | ".join(cells)
-                     + " |")
+            a, b = s[first][n], s[second][n]
+            cells.append(NA if a is None else f"{a:{fmt}} / "
+                         + (NA if b is None else f"{b:{fmt}}"))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
