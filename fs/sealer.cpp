@@ -156,19 +156,21 @@ Result<SealedBlock> SealerImpl::Seal(BlockKind kind, std::string_view name,
   EFS_ASSIGN_OR_RETURN(std::shared_ptr<const Aead> aead, SubkeyFor(pos.salt));
 
   const size_t body_size = kClassLengthPrefix + class_size;
+  uint8_t head[kPrefixSize + kClassLengthPrefix] = {};
+  head[0] = kMagicVersionByte;
+  head[1] = static_cast<uint8_t>(kind);
+  head[2] = static_cast<uint8_t>(context_->cipher);
+  std::memcpy(head + kSaltOffset, pos.salt.data(), kSaltSize);
+  StoreLe(head + kCounterOffset, pos.counter, 8);
+  StoreLe(head + kPrefixSize, plaintext.size(), kClassLengthPrefix);
+  // Appended piece by piece: only the padding and the tag's place are
+  // zero-filled, not the whole block before the plaintext is copied in.
   SealedBlock out;
-  out.bytes.assign(kSealedOverhead + class_size, '\0');
-  auto* p = reinterpret_cast<uint8_t*>(out.bytes.data());
-  p[0] = kMagicVersionByte;
-  p[1] = static_cast<uint8_t>(kind);
-  p[2] = static_cast<uint8_t>(context_->cipher);
-  std::memcpy(p + kSaltOffset, pos.salt.data(), kSaltSize);
-  StoreLe(p + kCounterOffset, pos.counter, 8);
-  uint8_t* body = p + kPrefixSize;
-  StoreLe(body, plaintext.size(), kClassLengthPrefix);
-  if (!plaintext.empty()) {
-    std::memcpy(body + kClassLengthPrefix, plaintext.data(), plaintext.size());
-  }
+  out.bytes.reserve(kSealedOverhead + class_size);
+  out.bytes.append(AsChars(head));
+  out.bytes.append(plaintext);
+  out.bytes.append(class_size - plaintext.size() + kTagSize, '\0');
+  uint8_t* body = reinterpret_cast<uint8_t*>(out.bytes.data()) + kPrefixSize;
 
   uint8_t nonce[24];
   std::span<uint8_t> nonce_span(nonce, aead->nonce_size());

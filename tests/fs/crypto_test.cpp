@@ -120,6 +120,45 @@ INSTANTIATE_TEST_SUITE_P(BothCiphers, AeadTest,
                                       : "XChaCha20Poly1305";
                          });
 
+// Existing volumes hold blocks sealed by libsodium's XChaCha20-Poly1305:
+// the OpenSSL-based implementation must agree with it byte for byte, both
+// ways, at a block's sizes and at odd ones.
+TEST(XChaCha20Poly1305Test, givenLibsodium_whenSameInputs_thenSameBytes) {
+  std::vector<uint8_t> key(kKeySize);
+  RandomBytes(key);
+  auto aead = Aead::Create(CipherId::kXChaCha20Poly1305, key);
+  ASSERT_TRUE(aead.ok());
+  for (size_t size : {size_t{0}, size_t{1}, size_t{63}, size_t{4096 + 36},
+                      size_t{65536 + 36}, size_t{100003}}) {
+    std::vector<uint8_t> nonce(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    RandomBytes(nonce);
+    std::vector<uint8_t> plain(size);
+    RandomBytes(plain);
+    const std::string ad = "ad of " + std::to_string(size);
+
+    std::vector<uint8_t> ours(size);
+    Tag our_tag;
+    ASSERT_TRUE(
+        (*aead)->Encrypt(nonce, AsBytes(ad), plain, ours.data(), our_tag).ok());
+    std::vector<uint8_t> theirs(size);
+    Tag their_tag;
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+        theirs.data(), their_tag.data(), nullptr, plain.data(), plain.size(),
+        reinterpret_cast<const uint8_t*>(ad.data()), ad.size(), nullptr,
+        nonce.data(), key.data());
+    EXPECT_EQ(ours, theirs) << size;
+    EXPECT_EQ(our_tag, their_tag) << size;
+
+    std::vector<uint8_t> back(size);
+    ASSERT_TRUE(
+        (*aead)
+            ->Decrypt(nonce, AsBytes(ad), theirs, their_tag, back.data())
+            .ok())
+        << size;
+    EXPECT_EQ(back, plain) << size;
+  }
+}
+
 TEST(HkdfTest, givenRfc5869TestCase1_whenDerive_thenMatchesKnownOkm) {
   auto ikm = FromHex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
   auto salt = FromHex("000102030405060708090a0b0c");
