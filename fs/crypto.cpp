@@ -177,6 +177,7 @@ class XChaCha20Poly1305Aead : public Aead {
 }  // namespace
 
 void RandomBytes(std::span<uint8_t> out) {
+  if (out.empty()) return;  // an empty span may hold a null pointer
   EnsureSodiumInitialized();
   randombytes_buf(out.data(), out.size());
 }
