@@ -162,14 +162,19 @@ class XChaCha20Poly1305Aead : public Aead {
   struct Subkey {
     Subkey(const SecureBytes& key, std::span<const uint8_t> xnonce) {
       crypto_core_hchacha20(this->key, xnonce.data(), key.data(), nullptr);
+      // Four zero bytes, then what HChaCha20 did not take of the nonce.
+      constexpr size_t kTail = sizeof(nonce) - 4;
+      static_assert(crypto_core_hchacha20_INPUTBYTES + kTail ==
+                    crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
       std::memset(nonce, 0, 4);
-      std::memcpy(nonce + 4, xnonce.data() + 16, 8);
+      std::memcpy(nonce + 4, xnonce.data() + crypto_core_hchacha20_INPUTBYTES,
+                  kTail);
     }
     ~Subkey() { sodium_memzero(key, sizeof(key)); }
     Subkey(const Subkey&) = delete;
     Subkey& operator=(const Subkey&) = delete;
     uint8_t key[crypto_core_hchacha20_OUTPUTBYTES];
-    uint8_t nonce[12];
+    uint8_t nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
   };
 
   SecureBytes key_;
