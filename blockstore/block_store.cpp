@@ -43,6 +43,23 @@ Status ValidateBatch(const CommitBatch& batch) {
   return Status::Ok();
 }
 
+Result<SharedGetResult> BlockStore::GetShared(
+    std::span<const std::string> keys) {
+  EFS_ASSIGN_OR_RETURN(GetResult got, Get(keys));
+  SharedGetResult out;
+  out.reserve(got.size());
+  for (auto& value : got) {
+    if (!value) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    auto buffer = std::make_shared<std::string>(std::move(*value));
+    std::span<char> bytes(buffer->data(), buffer->size());
+    out.emplace_back(SharedValue{std::move(buffer), bytes});
+  }
+  return out;
+}
+
 Result<std::string> BlockStore::GetOne(const std::string& key) {
   EFS_ASSIGN_OR_RETURN(GetResult got,
                        Get(std::span<const std::string>(&key, 1)));

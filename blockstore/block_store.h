@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -65,6 +66,16 @@ struct KeyPage {
 // One entry per requested key, in request order; nullopt if absent.
 using GetResult = std::vector<std::optional<std::string>>;
 
+// A value read by GetShared. `bytes` lies inside `buffer`, which keeps it
+// alive and may hold other values of the same call (RemoteBlockStore: the
+// whole reply frame). Each value's bytes are its own: a reader may decrypt
+// them in place. A cached value keeps its whole buffer alive.
+struct SharedValue {
+  std::shared_ptr<std::string> buffer;
+  std::span<char> bytes;
+};
+using SharedGetResult = std::vector<std::optional<SharedValue>>;
+
 class BlockStore {
  public:
   virtual ~BlockStore() = default;
@@ -73,6 +84,11 @@ class BlockStore {
   // Fails with InvalidArgument for an empty or oversized key, or the
   // transport/storage error that prevented the read.
   virtual Result<GetResult> Get(std::span<const std::string> keys) = 0;
+
+  // Get without a copy per value where the store can avoid it (the remote
+  // store hands out views into its reply frames). The default wraps Get's
+  // strings, one buffer each.
+  virtual Result<SharedGetResult> GetShared(std::span<const std::string> keys);
 
   // Applies `batch` atomically, or not at all.
   // Fails with Conflict if batch.condition does not hold, QuotaExceeded if

@@ -59,16 +59,22 @@ class Reader {
   }
 
   // A length-prefixed byte string of at most `max_size` bytes.
-  Result<std::string> Str(std::string_view field, size_t max_size) {
+  // A length-prefixed string, as a view into the input.
+  Result<std::string_view> View(std::string_view field, size_t max_size) {
     EFS_ASSIGN_OR_RETURN(uint32_t size, U32(field));
     if (size > max_size) {
       return Error(field, "length " + std::to_string(size) + " exceeds " +
                               std::to_string(max_size));
     }
     if (size > remaining()) return Error(field, "truncated");
-    std::string s(in_.substr(pos_, size));
+    std::string_view s = in_.substr(pos_, size);
     pos_ += size;
     return s;
+  }
+
+  Result<std::string> Str(std::string_view field, size_t max_size) {
+    EFS_ASSIGN_OR_RETURN(std::string_view s, View(field, max_size));
+    return std::string(s);
   }
 
   // Exactly `out.size()` raw bytes, no length prefix.
@@ -88,6 +94,9 @@ class Reader {
 
   Result<std::string> Value(std::string_view field) {
     return Str(field, kMaxValueSize);
+  }
+  Result<std::string_view> ValueView(std::string_view field) {
+    return View(field, kMaxValueSize);
   }
 
   // A list count, checked against kMaxKeysPerRequest and against what the
@@ -461,22 +470,38 @@ Result<GetRequest> DecodeGetRequest(std::string_view payload) {
   });
 }
 
+Result<GetResponseViews> DecodeGetResponseViews(std::string_view payload) {
+  return DecodeAll<GetResponseViews>(
+      payload, [](Reader& r) -> Result<GetResponseViews> {
+        GetResponseViews values;
+        EFS_ASSIGN_OR_RETURN(uint32_t count,
+                             r.Count("values", kMinGetEntrySize));
+        values.reserve(count);
+        for (uint32_t i = 0; i < count; ++i) {
+          EFS_ASSIGN_OR_RETURN(bool present, r.Bool("present"));
+          if (!present) {
+            values.emplace_back(std::nullopt);
+            continue;
+          }
+          EFS_ASSIGN_OR_RETURN(std::string_view value, r.ValueView("value"));
+          values.emplace_back(value);
+        }
+        return values;
+      });
+}
+
 Result<GetResponse> DecodeGetResponse(std::string_view payload) {
-  return DecodeAll<GetResponse>(payload, [](Reader& r) -> Result<GetResponse> {
-    GetResponse m;
-    EFS_ASSIGN_OR_RETURN(uint32_t count, r.Count("values", kMinGetEntrySize));
-    m.values.reserve(count);
-    for (uint32_t i = 0; i < count; ++i) {
-      EFS_ASSIGN_OR_RETURN(bool present, r.Bool("present"));
-      if (!present) {
-        m.values.emplace_back(std::nullopt);
-        continue;
-      }
-      EFS_ASSIGN_OR_RETURN(std::string value, r.Value("value"));
-      m.values.emplace_back(std::move(value));
+  EFS_ASSIGN_OR_RETURN(GetResponseViews views, DecodeGetResponseViews(payload));
+  GetResponse m;
+  m.values.reserve(views.size());
+  for (const auto& view : views) {
+    if (view) {
+      m.values.emplace_back(std::in_place, *view);
+    } else {
+      m.values.emplace_back(std::nullopt);
     }
-    return m;
-  });
+  }
+  return m;
 }
 
 Result<CommitBatch> DecodeCommitRequest(std::string_view payload) {

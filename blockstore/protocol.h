@@ -193,6 +193,9 @@ Result<OpenRequest> DecodeOpenRequest(std::string_view payload);
 Result<OpenResponse> DecodeOpenResponse(std::string_view payload);
 Result<GetRequest> DecodeGetRequest(std::string_view payload);
 Result<GetResponse> DecodeGetResponse(std::string_view payload);
+// The same values as views into `payload`, without copying them.
+using GetResponseViews = std::vector<std::optional<std::string_view>>;
+Result<GetResponseViews> DecodeGetResponseViews(std::string_view payload);
 Result<CommitBatch> DecodeCommitRequest(std::string_view payload);
 Result<StoreStats> DecodeStatResponse(std::string_view payload);
 Result<ListRequest> DecodeListRequest(std::string_view payload);

@@ -128,17 +128,35 @@ bool ResumesLease(uint64_t old_epoch, const protocol::OpenResponse& granted) {
   return granted.epoch > old_epoch && granted.holder_since <= old_epoch + 1;
 }
 
-Result<GetResult> DecodeValues(const Result<std::string>& reply,
-                               size_t expected_count) {
+// The values of one Get reply, as views into its payload (no copy), after
+// checking there is one per key asked for.
+Result<SharedGetResult> DecodeValues(Result<std::string> reply,
+                                     size_t expected_count) {
   if (!reply.ok()) return reply.status();
-  EFS_ASSIGN_OR_RETURN(protocol::GetResponse response,
-                       protocol::DecodeGetResponse(*reply));
-  if (response.values.size() != expected_count) {
-    return Status::ProtocolError(
-        "host answered " + std::to_string(response.values.size()) +
-        " values for " + std::to_string(expected_count) + " keys");
+  auto buffer = std::make_shared<std::string>(std::move(*reply));
+  EFS_ASSIGN_OR_RETURN(protocol::GetResponseViews views,
+                       protocol::DecodeGetResponseViews(*buffer));
+  if (views.size() != expected_count) {
+    return Status::ProtocolError("host answered " +
+                                 std::to_string(views.size()) + " values for " +
+                                 std::to_string(expected_count) + " keys");
   }
-  return std::move(response.values);
+  SharedGetResult values;
+  values.reserve(views.size());
+  for (const auto& view : views) {
+    if (!view) {
+      values.emplace_back(std::nullopt);
+      continue;
+    }
+    char* begin = buffer->data() + (view->data() - buffer->data());
+    values.emplace_back(SharedValue{buffer, {begin, view->size()}});
+  }
+  return values;
+}
+
+std::optional<std::string> CopyValue(const std::optional<SharedValue>& value) {
+  if (!value) return std::nullopt;
+  return std::string(value->bytes.data(), value->bytes.size());
 }
 
 // The keys a commit reads or writes: its puts, deletes and condition key.
@@ -338,8 +356,8 @@ Result<T> RemoteBlockStore::WithRetry(Fn call) {
   }
 }
 
-Result<GetResult> RemoteBlockStore::GetOnce(RpcClient& client,
-                                            std::span<const std::string> keys) {
+Result<SharedGetResult> RemoteBlockStore::GetOnce(
+    RpcClient& client, std::span<const std::string> keys) {
   // All chunks go out before the first reply is awaited: that is the
   // pipelining. CallAsync blocks only when kMaxInFlight are outstanding.
   std::vector<std::future<Result<std::string>>> replies;
@@ -351,13 +369,13 @@ Result<GetResult> RemoteBlockStore::GetOnce(RpcClient& client,
     replies.push_back(
         client.CallAsync(protocol::Opcode::kGet, protocol::Encode(request)));
   }
-  GetResult out;
+  SharedGetResult out;
   out.reserve(keys.size());
   Status first_error;
   for (size_t i = 0; i < replies.size(); ++i) {
     const size_t count =
         std::min(kGetChunkKeys, keys.size() - i * kGetChunkKeys);
-    Result<GetResult> values = DecodeValues(replies[i].get(), count);
+    Result<SharedGetResult> values = DecodeValues(replies[i].get(), count);
     if (!values.ok()) {
       if (first_error.ok()) first_error = values.status();
       continue;
@@ -368,11 +386,20 @@ Result<GetResult> RemoteBlockStore::GetOnce(RpcClient& client,
   return out;
 }
 
-Result<GetResult> RemoteBlockStore::Get(std::span<const std::string> keys) {
+Result<SharedGetResult> RemoteBlockStore::GetShared(
+    std::span<const std::string> keys) {
   for (const auto& key : keys) EFS_RETURN_IF_ERROR(ValidateKey(key));
-  if (keys.empty()) return GetResult{};
-  return WithRetry<GetResult>(
+  if (keys.empty()) return SharedGetResult{};
+  return WithRetry<SharedGetResult>(
       [&](RpcClient& client) { return GetOnce(client, keys); });
+}
+
+Result<GetResult> RemoteBlockStore::Get(std::span<const std::string> keys) {
+  EFS_ASSIGN_OR_RETURN(SharedGetResult shared, GetShared(keys));
+  GetResult out;
+  out.reserve(shared.size());
+  for (const auto& value : shared) out.push_back(CopyValue(value));
+  return out;
 }
 
 Result<bool> RemoteBlockStore::WasApplied(const CommitBatch& batch) {
@@ -500,8 +527,9 @@ Result<std::optional<std::string>> ReadPublicHeader(
   Result<std::string> reply =
       CallWithin(*client, protocol::Opcode::kReadHeader,
                  protocol::Encode(protocol::VolumeRequest{volume, 0}), timeout);
-  EFS_ASSIGN_OR_RETURN(GetResult values, DecodeValues(reply, 1));
-  return std::move(values[0]);
+  EFS_ASSIGN_OR_RETURN(SharedGetResult values,
+                       DecodeValues(std::move(reply), 1));
+  return CopyValue(values[0]);
 }
 
 }  // namespace enclavefs

@@ -74,6 +74,8 @@ class RemoteBlockStore : public BlockStore {
 
   // Missing keys are nullopt. Retried after a reconnect.
   Result<GetResult> Get(std::span<const std::string> keys) override;
+  // The values point into the reply frames: one buffer per chunk of keys.
+  Result<SharedGetResult> GetShared(std::span<const std::string> keys) override;
   // See the header comment for how a lost reply is resolved. InvalidArgument
   // if the encoded batch exceeds protocol::kMaxPayloadSize; Fenced (never
   // retried) if another client took the volume over.
@@ -114,8 +116,8 @@ class RemoteBlockStore : public BlockStore {
   // been applied (true), must be resent (false) or can no longer apply
   // (Conflict).
   Result<bool> WasApplied(const CommitBatch& batch);
-  Result<GetResult> GetOnce(RpcClient& client,
-                            std::span<const std::string> keys);
+  Result<SharedGetResult> GetOnce(RpcClient& client,
+                                  std::span<const std::string> keys);
 
   const RemoteOptions options_;
   // Sent in every OPEN; the host tells us which epochs went to it.

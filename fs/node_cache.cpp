@@ -17,10 +17,11 @@ std::shared_ptr<const Node> NodeCache::GetNode(const BlockPtr& ptr) {
   return entry ? entry->node : nullptr;
 }
 
-std::shared_ptr<const std::string> NodeCache::GetData(const BlockPtr& ptr) {
+std::optional<BlockData> NodeCache::GetData(const BlockPtr& ptr) {
   std::lock_guard lock(mu_);
   const Entry* entry = Lookup(ptr);
-  return entry ? entry->data : nullptr;
+  if (!entry || !entry->data.owner) return std::nullopt;
+  return entry->data;
 }
 
 bool NodeCache::Contains(const BlockPtr& ptr) {
@@ -30,12 +31,11 @@ bool NodeCache::Contains(const BlockPtr& ptr) {
 
 void NodeCache::PutNode(const BlockPtr& ptr, std::shared_ptr<const Node> node,
                         size_t charge) {
-  Insert(Entry{ptr.name, ptr.tag, std::move(node), nullptr, charge});
+  Insert(Entry{ptr.name, ptr.tag, std::move(node), BlockData{}, charge});
 }
 
-void NodeCache::PutData(const BlockPtr& ptr,
-                        std::shared_ptr<const std::string> data) {
-  const size_t charge = data->size() + ptr.name.size();
+void NodeCache::PutData(const BlockPtr& ptr, BlockData data) {
+  const size_t charge = data.bytes.size() + ptr.name.size();
   Insert(Entry{ptr.name, ptr.tag, nullptr, std::move(data), charge});
 }
 

@@ -16,6 +16,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,6 +25,14 @@
 
 namespace enclavefs {
 
+// A data block's plaintext: `bytes`, kept alive and unchanged by `owner`
+// (the buffer it was decrypted in, which may hold the other blocks fetched
+// in the same Get, up to one reply frame).
+struct BlockData {
+  std::shared_ptr<const void> owner;
+  std::string_view bytes;
+};
+
 class NodeCache {
  public:
   // `capacity_bytes` bounds the sum of entry charges (0 disables caching).
@@ -31,13 +40,16 @@ class NodeCache {
 
   // The entry cached for ptr.name if its tag equals ptr.tag, else nullptr.
   std::shared_ptr<const Node> GetNode(const BlockPtr& ptr);
-  std::shared_ptr<const std::string> GetData(const BlockPtr& ptr);
+  std::optional<BlockData> GetData(const BlockPtr& ptr);
 
-  // Inserts (or refreshes) an entry charged `charge` bytes, evicting least
-  // recently used entries to stay within capacity.
+  // Inserts (or refreshes) an entry charged `charge` bytes (data: its
+  // plaintext and name), evicting least recently used entries to stay within
+  // capacity. A data entry's buffer may be larger than its charge (block
+  // padding, siblings from one reply frame); blocks fetched together are
+  // inserted together, so they usually leave together too.
   void PutNode(const BlockPtr& ptr, std::shared_ptr<const Node> node,
                size_t charge);
-  void PutData(const BlockPtr& ptr, std::shared_ptr<const std::string> data);
+  void PutData(const BlockPtr& ptr, BlockData data);
 
   // Drops the entry for `name` if present (the block was deleted).
   void Erase(const std::string& name);
@@ -50,7 +62,7 @@ class NodeCache {
     std::string name;
     Tag tag;
     std::shared_ptr<const Node> node;
-    std::shared_ptr<const std::string> data;
+    BlockData data;
     size_t charge;
   };
   using List = std::list<Entry>;

@@ -182,9 +182,19 @@ Result<SealedBlock> SealerImpl::Seal(BlockKind kind, std::string_view name,
   return out;
 }
 
-Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
-                                     std::string sealed,
-                                     const Tag* expected_tag) {
+Result<std::string> Sealer::Open(BlockKind kind, std::string_view name,
+                                 std::string sealed, const Tag* expected_tag) {
+  EFS_ASSIGN_OR_RETURN(std::span<char> plain,
+                       OpenInPlace(kind, name, sealed, expected_tag));
+  sealed.erase(0, plain.data() - sealed.data());
+  sealed.resize(plain.size());
+  return sealed;
+}
+
+Result<std::span<char>> SealerImpl::OpenInPlace(BlockKind kind,
+                                                std::string_view name,
+                                                std::span<char> sealed,
+                                                const Tag* expected_tag) {
   size_t class_size = 0;
   if (sealed.size() > kSealedOverhead) {
     class_size = sealed.size() - kSealedOverhead;
@@ -237,9 +247,7 @@ Result<std::string> SealerImpl::Open(BlockKind kind, std::string_view name,
   if (len > class_size) {
     return BlockCorruption(kind, name, "bad payload length");
   }
-  sealed.erase(0, kPrefixSize + kClassLengthPrefix);
-  sealed.resize(len);
-  return sealed;
+  return sealed.subspan(kPrefixSize + kClassLengthPrefix, len);
 }
 
 }  // namespace enclavefs

@@ -23,6 +23,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -82,11 +83,17 @@ class Sealer {
   // the block's tag must equal it (this is what detects a replayed or
   // swapped block). Corruption on any mismatch, wrong size or failed
   // authentication; the message names the block kind, never secret data.
-  // Decrypts in place: the plaintext returned reuses `sealed`'s buffer, so
-  // a caller done with the sealed bytes should move them in.
-  virtual Result<std::string> Open(BlockKind kind, std::string_view name,
-                                   std::string sealed,
-                                   const Tag* expected_tag = nullptr) = 0;
+  // Decrypts in place and returns the plaintext, a part of `sealed`; on
+  // failure `sealed`'s contents are unspecified.
+  virtual Result<std::span<char>> OpenInPlace(
+      BlockKind kind, std::string_view name, std::span<char> sealed,
+      const Tag* expected_tag = nullptr) = 0;
+
+  // OpenInPlace, with the plaintext moved to the front of `sealed`'s own
+  // buffer: a caller done with the sealed bytes should move them in.
+  Result<std::string> Open(BlockKind kind, std::string_view name,
+                           std::string sealed,
+                           const Tag* expected_tag = nullptr);
 };
 
 }  // namespace enclavefs

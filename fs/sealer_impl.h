@@ -56,9 +56,9 @@ class SealerImpl : public Sealer {
   std::string NewBlockName() override;
   Result<SealedBlock> Seal(BlockKind kind, std::string_view name,
                            std::string_view plaintext) override;
-  Result<std::string> Open(BlockKind kind, std::string_view name,
-                           std::string sealed,
-                           const Tag* expected_tag = nullptr) override;
+  Result<std::span<char>> OpenInPlace(BlockKind kind, std::string_view name,
+                                      std::span<char> sealed,
+                                      const Tag* expected_tag) override;
 
  private:
   struct Position {

@@ -362,9 +362,8 @@ Result<Volume::PendingData*> Volume::PendingBlockLocked(uint64_t file,
   }
   auto plain = std::make_shared<std::string>();
   if (old && keep_contents) {
-    EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> stored,
-                         LoadData(*old, file, index));
-    *plain = *stored;
+    EFS_ASSIGN_OR_RETURN(BlockData stored, LoadData(*old, file, index));
+    plain->assign(stored.bytes);
   }
   std::string name = sealer_->NewBlockName();
   EFS_RETURN_IF_ERROR(tree_.Put(key, BlockPtr{name, Tag{}}.Encode()));
@@ -377,8 +376,11 @@ Result<Volume::PendingData*> Volume::PendingBlockLocked(uint64_t file,
 }
 
 void Volume::CacheSealedLocked(const std::string& name, PendingData& block) {
-  if (!block.whole)
-    cache_.PutData(BlockPtr{name, block.tag}, std::move(block.plain));
+  if (!block.whole) {
+    std::string_view bytes = *block.plain;
+    cache_.PutData(BlockPtr{name, block.tag},
+                   BlockData{std::move(block.plain), bytes});
+  }
 }
 
 Status Volume::WriteData(uint64_t file, uint64_t index,
@@ -461,10 +463,10 @@ Result<std::vector<uint64_t>> Volume::ListData(uint64_t file,
 Result<std::optional<std::string>> Volume::ReadData(uint64_t file,
                                                     uint64_t index) {
   std::shared_lock lock(mu_);
-  EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
+  EFS_ASSIGN_OR_RETURN(std::optional<BlockData> data,
                        LoadExtentLocked(file, index));
   if (!data) return std::optional<std::string>();
-  return std::optional<std::string>(*data);
+  return std::optional<std::string>(data->bytes);
 }
 
 Result<DataSlice> Volume::SliceData(uint64_t file, uint64_t index, size_t lo,
@@ -472,31 +474,34 @@ Result<DataSlice> Volume::SliceData(uint64_t file, uint64_t index, size_t lo,
   assert(lo <= hi && hi <= block_size());
   std::shared_lock lock(mu_);
   bool unsealed = false;
-  EFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> data,
+  EFS_ASSIGN_OR_RETURN(std::optional<BlockData> data,
                        LoadExtentLocked(file, index, &unsealed));
   DataSlice slice;
   size_t bytes_end = lo;
   // A block may store fewer bytes than `lo`: then the range is all zeros.
-  if (data && data->size() > lo) {
-    bytes_end = std::min(hi, data->size());
-    slice.bytes = std::string_view(*data).substr(lo, bytes_end - lo);
+  if (data && data->bytes.size() > lo) {
+    bytes_end = std::min(hi, data->bytes.size());
+    slice.bytes = data->bytes.substr(lo, bytes_end - lo);
+    slice.owner = std::move(data->owner);
     if (unsealed) {
-      data = std::make_shared<const std::string>(slice.bytes);
-      slice.bytes = *data;
+      auto copy = std::make_shared<const std::string>(slice.bytes);
+      slice.bytes = *copy;
+      slice.owner = std::move(copy);
     }
-    slice.owner = std::move(data);
   }
   slice.zeros = hi - bytes_end;
   return slice;
 }
 
-Result<std::shared_ptr<const std::string>> Volume::LoadExtentLocked(
-    uint64_t file, uint64_t index, bool* unsealed) {
+Result<std::optional<BlockData>> Volume::LoadExtentLocked(uint64_t file,
+                                                          uint64_t index,
+                                                          bool* unsealed) {
   EFS_ASSIGN_OR_RETURN(std::optional<std::string> value,
                        tree_.Get(ExtentKey(file, index)));
-  if (!value) return std::shared_ptr<const std::string>();
+  if (!value) return std::optional<BlockData>();
   EFS_ASSIGN_OR_RETURN(BlockPtr ptr, BlockPtr::Decode(*value));
-  return LoadData(ptr, file, index, unsealed);
+  EFS_ASSIGN_OR_RETURN(BlockData data, LoadData(ptr, file, index, unsealed));
+  return std::optional<BlockData>(std::move(data));
 }
 
 const Volume::PendingData* Volume::UnsealedLocked(
@@ -508,10 +513,8 @@ const Volume::PendingData* Volume::UnsealedLocked(
   return nullptr;
 }
 
-Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
-                                                            uint64_t file,
-                                                            uint64_t index,
-                                                            bool* unsealed) {
+Result<BlockData> Volume::LoadData(const BlockPtr& ptr, uint64_t file,
+                                   uint64_t index, bool* unsealed) {
   // Drop-behind: a sequential reader does not come back for the blocks it
   // has left (the kernel's page cache holds those pages), and freeing them
   // lets the next fetches reuse their memory; touching fresh memory costs
@@ -521,12 +524,12 @@ Result<std::shared_ptr<const std::string>> Volume::LoadData(const BlockPtr& ptr,
   }
   if (const PendingData* pending = UnsealedLocked(ptr.name)) {
     if (unsealed) *unsealed = true;
-    return std::shared_ptr<const std::string>(pending->plain);
+    return BlockData{pending->plain, *pending->plain};
   }
-  if (auto cached = cache_.GetData(ptr)) return cached;
+  if (auto cached = cache_.GetData(ptr)) return *cached;
   if (read_ahead_) {
     read_ahead_->WaitFor(ptr.name);
-    if (auto cached = cache_.GetData(ptr)) return cached;
+    if (auto cached = cache_.GetData(ptr)) return *cached;
   }
   return FetchData({ptr});
 }
@@ -591,22 +594,23 @@ std::vector<std::string> Volume::ReadAheadLocked(uint64_t file, uint64_t index,
   return left;
 }
 
-Result<std::shared_ptr<const std::string>> Volume::FetchData(
-    const std::vector<BlockPtr>& ptrs) {
+Result<BlockData> Volume::FetchData(const std::vector<BlockPtr>& ptrs) {
   std::vector<std::string> names;
   names.reserve(ptrs.size());
   for (const auto& ptr : ptrs) names.push_back(ptr.name);
-  EFS_ASSIGN_OR_RETURN(GetResult got, store_->Get(names));
-  std::shared_ptr<const std::string> first;
+  // Decrypted where the reply landed: no copy of the sealed bytes.
+  EFS_ASSIGN_OR_RETURN(SharedGetResult got, store_->GetShared(names));
+  BlockData first;
   for (size_t i = 0; i < ptrs.size(); ++i) {
     Status failure;
     if (!got[i]) {
       failure = BlockFailure("data", ptrs[i].name, "is missing");
     } else {
-      Result<std::string> plain = sealer_->Open(
-          BlockKind::kData, ptrs[i].name, std::move(*got[i]), &ptrs[i].tag);
+      Result<std::span<char>> plain = sealer_->OpenInPlace(
+          BlockKind::kData, ptrs[i].name, got[i]->bytes, &ptrs[i].tag);
       if (plain.ok()) {
-        auto data = std::make_shared<const std::string>(std::move(*plain));
+        BlockData data{std::move(got[i]->buffer),
+                       std::string_view(plain->data(), plain->size())};
         cache_.PutData(ptrs[i], data);
         if (i == 0) first = std::move(data);
         continue;

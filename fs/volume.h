@@ -95,7 +95,7 @@ struct VolumeOptions {
 // block's plaintext is shared with the cache, a block awaiting a commit is
 // copied (writers patch those in place).
 struct DataSlice {
-  std::shared_ptr<const std::string> owner;
+  std::shared_ptr<const void> owner;
   std::string_view bytes;
   size_t zeros = 0;
 };
@@ -299,18 +299,17 @@ class Volume : private NodeLoader {
   // REQUIRES mu_ exclusive.
   Status ReclaimUploadingLocked();
   void WakeUploaderLocked();
-  // The plaintext of block (file, index); nullptr for a hole. `*unsealed`
+  // The plaintext of block (file, index); nullopt for a hole. `*unsealed`
   // (if given) tells whether it is a pending or uploading block, which
   // writers may change once mu_ is released. REQUIRES mu_ held.
-  Result<std::shared_ptr<const std::string>> LoadExtentLocked(
-      uint64_t file, uint64_t index, bool* unsealed = nullptr);
+  Result<std::optional<BlockData>> LoadExtentLocked(uint64_t file,
+                                                    uint64_t index,
+                                                    bool* unsealed = nullptr);
   // The pending or uploading block `name`, or nullptr if it is sealed
   // (stored, or never written). REQUIRES mu_ held.
   const PendingData* UnsealedLocked(const std::string& name) const;
-  Result<std::shared_ptr<const std::string>> LoadData(const BlockPtr& ptr,
-                                                      uint64_t file,
-                                                      uint64_t index,
-                                                      bool* unsealed = nullptr);
+  Result<BlockData> LoadData(const BlockPtr& ptr, uint64_t file, uint64_t index,
+                             bool* unsealed = nullptr);
   // Queues read-ahead after a read of block `index` (named `name`) of
   // `file`, if the file is being read sequentially. Returns the names of the
   // blocks such a reader has left a window behind. REQUIRES mu_ held.
@@ -318,8 +317,7 @@ class Volume : private NodeLoader {
                                            const std::string& name);
   // Fetches `ptrs` in one Get, verifies and caches them; returns the
   // plaintext of ptrs[0]. Failures of the others (read-ahead) only skip them.
-  Result<std::shared_ptr<const std::string>> FetchData(
-      const std::vector<BlockPtr>& ptrs);
+  Result<BlockData> FetchData(const std::vector<BlockPtr>& ptrs);
   // NodeLoader: cache, else one Get verified against ptr.tag.
   Result<std::shared_ptr<const Node>> LoadNode(const BlockPtr& ptr,
                                                uint8_t level) override;

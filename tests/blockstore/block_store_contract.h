@@ -235,6 +235,37 @@ TYPED_TEST_P(
 }
 
 TYPED_TEST_P(BlockStoreContractTest,
+             givenSomeKeys_whenGetShared_thenSameValuesAsGet) {
+  EFS_ASSERT_OK(this->CommitAndTrack(
+      PutBatch({{"a", "1"}, {"b", RandomBytes(70000, 5)}, {"e", ""}})));
+  const std::vector<std::string> keys = {"b", "x", "a", "e", "b"};
+  auto copied = this->store().Get(keys);
+  auto shared = this->store().GetShared(keys);
+  EFS_ASSERT_OK(copied);
+  EFS_ASSERT_OK(shared);
+  ASSERT_EQ(shared->size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const auto& value = (*shared)[i];
+    ASSERT_EQ(value.has_value(), (*copied)[i].has_value()) << keys[i];
+    if (!value) continue;
+    ASSERT_NE(value->buffer, nullptr);
+    // The bytes lie inside the buffer that keeps them alive.
+    EXPECT_GE(value->bytes.data(), value->buffer->data());
+    EXPECT_LE(value->bytes.data() + value->bytes.size(),
+              value->buffer->data() + value->buffer->size());
+    EXPECT_EQ(std::string_view(value->bytes.data(), value->bytes.size()),
+              *(*copied)[i])
+        << keys[i];
+  }
+  // Each value's bytes are its own: changing one leaves the others intact.
+  std::fill((*shared)[0]->bytes.begin(), (*shared)[0]->bytes.end(), 'z');
+  EXPECT_EQ(
+      std::string_view((*shared)[4]->bytes.data(), (*shared)[4]->bytes.size()),
+      this->model_.at("b"));
+  EXPECT_EQ(std::string_view((*shared)[2]->bytes.data(), 1), "1");
+}
+
+TYPED_TEST_P(BlockStoreContractTest,
              givenExistingKey_whenOverwritten_thenNewValueAndUsage) {
   EFS_ASSERT_OK(this->CommitAndTrack(PutBatch({{"k", "short"}})));
   EFS_ASSERT_OK(this->CommitAndTrack(PutBatch({{"k", "a much longer value"}})));
@@ -561,6 +592,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     BlockStoreContractTest, givenEmptyStore_whenGetMissingKey_thenNullopt,
     givenPut_whenGet_thenSameValue,
     givenSomeKeys_whenGetManyWithMissingAndDuplicates_thenRequestOrder,
+    givenSomeKeys_whenGetShared_thenSameValuesAsGet,
     givenExistingKey_whenOverwritten_thenNewValueAndUsage,
     givenExistingKey_whenDeleted_thenGone,
     givenAbsentKey_whenDeleted_thenOkAndNothingChanges,

@@ -101,6 +101,23 @@ TEST(ProtocolTest, givenGetRequestAndResponse_whenRoundTripped_thenEqual) {
   EXPECT_EQ(*resp_back, resp);
 }
 
+TEST(ProtocolTest, givenGetResponse_whenDecodedAsViews_thenViewsIntoPayload) {
+  const std::string payload = Encode(
+      GetResponse{{std::string("v1"), std::nullopt, std::string("xyz")}});
+  auto views = DecodeGetResponseViews(payload);
+  ASSERT_TRUE(views.ok()) << views.status().ToString();
+  ASSERT_EQ(views->size(), 3u);
+  EXPECT_EQ((*views)[0], "v1");
+  EXPECT_FALSE((*views)[1].has_value());
+  EXPECT_EQ((*views)[2], "xyz");
+  EXPECT_EQ((*views)[2]->data(), payload.data() + payload.size() - 3);
+  // A truncated payload fails as the copying decoder does.
+  EXPECT_EQ(DecodeGetResponseViews(payload.substr(0, payload.size() - 1))
+                .status()
+                .code(),
+            StatusCode::kProtocolError);
+}
+
 TEST(ProtocolTest, givenCommitBatchVariants_whenRoundTripped_thenEqual) {
   CommitBatch plain;
   plain.puts = {{"k1", "v1"}, {"k2", std::string(1000, 'x')}};

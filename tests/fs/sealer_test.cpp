@@ -76,6 +76,28 @@ TEST_P(SealerTest, givenEachKind_whenSealThenOpen_thenPlaintextReturns) {
   }
 }
 
+TEST_P(SealerTest, givenSealedBlock_whenOpenedInPlace_thenPlaintextInsideIt) {
+  for (BlockKind kind : kAllKinds) {
+    std::string name = sealer_.NewBlockName();
+    std::string plain = Pattern(3000, 7);
+    auto sealed = sealer_.Seal(kind, name, plain);
+    ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+    std::string buffer = sealed->bytes;
+    auto opened = sealer_.OpenInPlace(kind, name, buffer, &sealed->tag);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    EXPECT_EQ(std::string_view(opened->data(), opened->size()), plain);
+    EXPECT_GT(opened->data(), buffer.data());
+    EXPECT_LE(opened->data() + opened->size(), buffer.data() + buffer.size());
+    // The same bytes under another name fail, as Open does.
+    std::string again = sealed->bytes;
+    EXPECT_EQ(
+        sealer_.OpenInPlace(kind, sealer_.NewBlockName(), again, &sealed->tag)
+            .status()
+            .code(),
+        StatusCode::kCorruption);
+  }
+}
+
 TEST_P(SealerTest,
        givenFixedClassKinds_whenSealAnySize_thenSealedSizeIsClassPlusOverhead) {
   const std::pair<BlockKind, size_t> classes[] = {

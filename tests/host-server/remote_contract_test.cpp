@@ -222,6 +222,23 @@ TEST_F(RemoteOpenTest,
       << store.status().ToString();
 }
 
+TEST_F(RemoteOpenTest, givenTwoKeys_whenGetShared_thenOneReplyBufferHoldsBoth) {
+  auto store = RemoteBlockStore::Open(host_.ClientOptions("vol"));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  CommitBatch batch;
+  batch.puts = {{"a", "first"}, {"b", "second"}};
+  ASSERT_TRUE((*store)->Commit(batch).ok());
+
+  auto got = (*store)->GetShared(std::vector<std::string>{"a", "b"});
+
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_TRUE((*got)[0] && (*got)[1]);
+  // No copy per value: both are views into the one reply frame.
+  EXPECT_EQ((*got)[0]->buffer, (*got)[1]->buffer);
+  EXPECT_EQ(std::string_view((*got)[1]->bytes.data(), (*got)[1]->bytes.size()),
+            "second");
+}
+
 TEST_F(RemoteOpenTest, givenMissingVolume_whenOpen_thenNotFound) {
   auto store = RemoteBlockStore::Open(host_.ClientOptions("absent"));
   EXPECT_EQ(store.status().code(), StatusCode::kNotFound);
