@@ -221,7 +221,7 @@ void BM_FrameCeiling(benchmark::State& state) {
   const std::string request = protocol::Encode(
       protocol::GetRequest{{Backends::GetKey(size, state.thread_index())}});
   for (auto _ : state) {
-    Result<std::string> reply = client.Call(protocol::Opcode::kGet, request);
+    Result<Payload> reply = client.Call(protocol::Opcode::kGet, request);
     if (!reply.ok() || reply->size() < size) {
       state.SkipWithError("ceiling responder failed");
       break;

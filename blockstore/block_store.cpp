@@ -53,9 +53,9 @@ Result<SharedGetResult> BlockStore::GetShared(
       out.emplace_back(std::nullopt);
       continue;
     }
-    auto buffer = std::make_shared<std::string>(std::move(*value));
-    std::span<char> bytes(buffer->data(), buffer->size());
-    out.emplace_back(SharedValue{std::move(buffer), bytes});
+    auto owner = std::make_shared<std::string>(std::move(*value));
+    std::span<char> bytes(owner->data(), owner->size());
+    out.emplace_back(SharedValue{std::move(owner), bytes});
   }
   return out;
 }

@@ -66,12 +66,12 @@ struct KeyPage {
 // One entry per requested key, in request order; nullopt if absent.
 using GetResult = std::vector<std::optional<std::string>>;
 
-// A value read by GetShared. `bytes` lies inside `buffer`, which keeps it
-// alive and may hold other values of the same call (RemoteBlockStore: the
-// whole reply frame). Each value's bytes are its own: a reader may decrypt
-// them in place. A cached value keeps its whole buffer alive.
+// A value read by GetShared. `owner` keeps `bytes` alive and may hold other
+// values of the same call too (RemoteBlockStore: the whole reply frame), so
+// a cached value keeps all of it alive. Each value's bytes are its own: a
+// reader may decrypt them in place.
 struct SharedValue {
-  std::shared_ptr<std::string> buffer;
+  std::shared_ptr<void> owner;
   std::span<char> bytes;
 };
 using SharedGetResult = std::vector<std::optional<SharedValue>>;

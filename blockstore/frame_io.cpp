@@ -1,31 +1,17 @@
 #include "blockstore/frame_io.h"
 
-#include <algorithm>
+#include <memory>
 #include <vector>
 
 namespace enclavefs {
-namespace {
 
-// The payload's address space is reserved up front, so growing it never
-// copies what has arrived (an 8 MiB upload batch used to be copied 7 MiB
-// worth while doubling). Memory is touched only a chunk ahead of the bytes
-// actually received, so a peer that announces a 64 MiB payload and then
-// stalls cannot pin 64 MiB per socket.
-constexpr size_t kChunk = 1 << 20;
-
-Status ReadPayload(Connection& conn, size_t size, std::string& out) {
-  out.reserve(size);
-  size_t done = 0;
-  while (done < size) {
-    const size_t target = std::min(size, done + kChunk);
-    out.resize(target);
-    EFS_RETURN_IF_ERROR(conn.ReadFull(out.data() + done, target - done));
-    done = target;
-  }
-  return Status::Ok();
+Payload Payload::Uninitialized(size_t size) {
+  Payload payload;
+  if (size == 0) return payload;
+  payload.buffer_ = std::make_shared_for_overwrite<char[]>(size);
+  payload.size_ = size;
+  return payload;
 }
-
-}  // namespace
 
 Result<Frame> ReadFrame(Connection& conn) {
   std::array<char, protocol::kFrameHeaderSize> raw;
@@ -34,7 +20,11 @@ Result<Frame> ReadFrame(Connection& conn) {
   EFS_ASSIGN_OR_RETURN(
       frame.header,
       protocol::DecodeFrameHeader(std::string_view(raw.data(), raw.size())));
-  Status read = ReadPayload(conn, frame.header.payload_size, frame.payload);
+  // No pass zeroing the buffer first; and as a fresh allocation is
+  // committed page by page while bytes arrive, a peer that announces a
+  // 64 MiB payload and then stalls does not pin 64 MiB per socket.
+  frame.payload = Payload::Uninitialized(frame.header.payload_size);
+  Status read = conn.ReadFull(frame.payload.data(), frame.payload.size());
   if (!read.ok()) return read.WithContext("reading frame payload");
   return frame;
 }

@@ -5,6 +5,7 @@
 // serialize writers (and readers) themselves.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,9 +15,30 @@
 
 namespace enclavefs {
 
+// A frame's payload. The bytes are received straight into it, without
+// zeroing the buffer first, and the buffer is shared, so views into it (the
+// values of a Get reply) may outlive the Payload. Copying a Payload shares
+// the buffer; writing through data() is seen by all copies.
+class Payload {
+ public:
+  Payload() = default;
+  // `size` bytes of unspecified content, for the caller to fill.
+  static Payload Uninitialized(size_t size);
+
+  char* data() { return buffer_.get(); }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {buffer_.get(), size_}; }
+  // Keeps the bytes alive, for views that outlive this Payload.
+  const std::shared_ptr<char[]>& buffer() const { return buffer_; }
+
+ private:
+  std::shared_ptr<char[]> buffer_;
+  size_t size_ = 0;
+};
+
 struct Frame {
   protocol::FrameHeader header;
-  std::string payload;
+  Payload payload;
 };
 
 // Reads one frame. Unavailable if the connection fails or closes (a clean

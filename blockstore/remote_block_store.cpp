@@ -67,10 +67,10 @@ std::chrono::milliseconds RemainingUntil(Clock::time_point deadline) {
 
 // A handshake call: a host that accepts but never answers (e.g. one that is
 // shutting down) must not hang the caller, so give up after `timeout`.
-Result<std::string> CallWithin(RpcClient& client, protocol::Opcode op,
-                               std::string_view payload,
-                               std::chrono::milliseconds timeout) {
-  std::future<Result<std::string>> reply = client.CallAsync(op, payload);
+Result<Payload> CallWithin(RpcClient& client, protocol::Opcode op,
+                           std::string_view payload,
+                           std::chrono::milliseconds timeout) {
+  std::future<Result<Payload>> reply = client.CallAsync(op, payload);
   if (reply.wait_for(timeout) != std::future_status::ready) {
     client.Shutdown();
     return Status::Unavailable("host at " + client.peer() +
@@ -90,7 +90,7 @@ Result<OpenedSession> OpenSession(const RemoteOptions& options,
                        ConnectClient(options.address, timeout));
   protocol::OpenRequest request{options.volume, options.token, takeover,
                                 client_id};
-  Result<std::string> reply =
+  Result<Payload> reply =
       CallWithin(*client, protocol::Opcode::kOpen, protocol::Encode(request),
                  RemainingUntil(deadline));
   const std::string context = "cannot open volume '" + options.volume +
@@ -111,7 +111,7 @@ Result<OpenedSession> OpenSession(const RemoteOptions& options,
     }
   }
   EFS_ASSIGN_OR_RETURN(protocol::OpenResponse granted,
-                       protocol::DecodeOpenResponse(*reply));
+                       protocol::DecodeOpenResponse(reply->view()));
   return OpenedSession{std::move(client), granted};
 }
 
@@ -130,12 +130,11 @@ bool ResumesLease(uint64_t old_epoch, const protocol::OpenResponse& granted) {
 
 // The values of one Get reply, as views into its payload (no copy), after
 // checking there is one per key asked for.
-Result<SharedGetResult> DecodeValues(Result<std::string> reply,
+Result<SharedGetResult> DecodeValues(Result<Payload> reply,
                                      size_t expected_count) {
   if (!reply.ok()) return reply.status();
-  auto buffer = std::make_shared<std::string>(std::move(*reply));
   EFS_ASSIGN_OR_RETURN(protocol::GetResponseViews views,
-                       protocol::DecodeGetResponseViews(*buffer));
+                       protocol::DecodeGetResponseViews(reply->view()));
   if (views.size() != expected_count) {
     return Status::ProtocolError("host answered " +
                                  std::to_string(views.size()) + " values for " +
@@ -148,8 +147,8 @@ Result<SharedGetResult> DecodeValues(Result<std::string> reply,
       values.emplace_back(std::nullopt);
       continue;
     }
-    char* begin = buffer->data() + (view->data() - buffer->data());
-    values.emplace_back(SharedValue{buffer, {begin, view->size()}});
+    char* begin = reply->data() + (view->data() - reply->view().data());
+    values.emplace_back(SharedValue{reply->buffer(), {begin, view->size()}});
   }
   return values;
 }
@@ -360,7 +359,7 @@ Result<SharedGetResult> RemoteBlockStore::GetOnce(
     RpcClient& client, std::span<const std::string> keys) {
   // All chunks go out before the first reply is awaited: that is the
   // pipelining. CallAsync blocks only when kMaxInFlight are outstanding.
-  std::vector<std::future<Result<std::string>>> replies;
+  std::vector<std::future<Result<Payload>>> replies;
   replies.reserve((keys.size() + kGetChunkKeys - 1) / kGetChunkKeys);
   for (size_t begin = 0; begin < keys.size(); begin += kGetChunkKeys) {
     const size_t end = std::min(keys.size(), begin + kGetChunkKeys);
@@ -448,7 +447,7 @@ Status RemoteBlockStore::Commit(const CommitBatch& batch) {
       }
     }
     EFS_ASSIGN_OR_RETURN(Session session, CurrentSession());
-    Result<std::string> reply =
+    Result<Payload> reply =
         session.client->Call(protocol::Opcode::kCommit, payload.parts());
     if (reply.ok()) return Status::Ok();
     if (!NeedsReconnect(reply.status(), *session.client)) {
@@ -466,9 +465,9 @@ Status RemoteBlockStore::Commit(const CommitBatch& batch) {
 
 Result<StoreStats> RemoteBlockStore::Stat() {
   return WithRetry<StoreStats>([](RpcClient& client) -> Result<StoreStats> {
-    EFS_ASSIGN_OR_RETURN(std::string reply, client.Call(protocol::Opcode::kStat,
-                                                        std::string_view()));
-    return protocol::DecodeStatResponse(reply);
+    EFS_ASSIGN_OR_RETURN(Payload reply, client.Call(protocol::Opcode::kStat,
+                                                    std::string_view()));
+    return protocol::DecodeStatResponse(reply.view());
   });
 }
 
@@ -481,19 +480,19 @@ Result<KeyPage> RemoteBlockStore::ListKeys(std::string_view start_after,
       std::min<size_t>(limit, protocol::kMaxKeysPerRequest));
   const std::string payload = protocol::Encode(request);
   return WithRetry<KeyPage>([&](RpcClient& client) -> Result<KeyPage> {
-    EFS_ASSIGN_OR_RETURN(std::string reply,
+    EFS_ASSIGN_OR_RETURN(Payload reply,
                          client.Call(protocol::Opcode::kList, payload));
-    return protocol::DecodeListResponse(reply);
+    return protocol::DecodeListResponse(reply.view());
   });
 }
 
 Status RemoteBlockStore::Ping() {
   const std::string payload = protocol::Encode(protocol::PingMessage{"ping"});
   return WithRetry<bool>([&](RpcClient& client) -> Result<bool> {
-           EFS_ASSIGN_OR_RETURN(std::string reply,
+           EFS_ASSIGN_OR_RETURN(Payload reply,
                                 client.Call(protocol::Opcode::kPing, payload));
            EFS_ASSIGN_OR_RETURN(protocol::PingMessage echo,
-                                protocol::DecodePing(reply));
+                                protocol::DecodePing(reply.view()));
            if (echo.payload != "ping") {
              return Status::ProtocolError("ping answered with other bytes");
            }
@@ -511,7 +510,7 @@ Status RemoteBlockStore::Close() {
     session = std::move(session_);
     dead_ = Status::Unavailable("volume '" + options_.volume + "' was closed");
   }
-  Result<std::string> reply =
+  Result<Payload> reply =
       session.client->Call(protocol::Opcode::kClose, std::string_view());
   // A dropped connection has released the lease just as well.
   if (!reply.ok() && !session.client->broken()) return reply.status();
@@ -524,7 +523,7 @@ Result<std::optional<std::string>> ReadPublicHeader(
   EFS_RETURN_IF_ERROR(protocol::ValidateVolumeName(volume));
   EFS_ASSIGN_OR_RETURN(std::unique_ptr<RpcClient> client,
                        ConnectClient(address, timeout));
-  Result<std::string> reply =
+  Result<Payload> reply =
       CallWithin(*client, protocol::Opcode::kReadHeader,
                  protocol::Encode(protocol::VolumeRequest{volume, 0}), timeout);
   EFS_ASSIGN_OR_RETURN(SharedGetResult values,

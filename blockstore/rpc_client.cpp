@@ -24,33 +24,32 @@ bool RpcClient::broken() const {
 
 void RpcClient::Shutdown() { Break(Status::Unavailable("shut down")); }
 
-Result<std::string> RpcClient::Call(protocol::Opcode op,
-                                    std::string_view payload) {
+Result<Payload> RpcClient::Call(protocol::Opcode op, std::string_view payload) {
   return CallAsync(op, payload).get();
 }
 
-Result<std::string> RpcClient::Call(protocol::Opcode op,
-                                    std::span<const std::string_view> parts) {
+Result<Payload> RpcClient::Call(protocol::Opcode op,
+                                std::span<const std::string_view> parts) {
   return CallAsync(op, parts).get();
 }
 
-std::future<Result<std::string>> RpcClient::CallAsync(
-    protocol::Opcode op, std::string_view payload) {
+std::future<Result<Payload>> RpcClient::CallAsync(protocol::Opcode op,
+                                                  std::string_view payload) {
   return CallAsync(op, std::span(&payload, 1));
 }
 
-std::future<Result<std::string>> RpcClient::CallAsync(
+std::future<Result<Payload>> RpcClient::CallAsync(
     protocol::Opcode op, std::span<const std::string_view> parts) {
   protocol::FrameHeader header;
   header.opcode = static_cast<uint16_t>(op);
-  std::future<Result<std::string>> future;
+  std::future<Result<Payload>> future;
   {
     std::unique_lock lock(mu_);
     slot_freed_.wait(lock, [this] {
       return broken_ || pending_.size() < protocol::kMaxInFlight;
     });
     if (broken_) {
-      std::promise<Result<std::string>> failed;
+      std::promise<Result<Payload>> failed;
       failed.set_value(broken_reason_);
       return failed.get_future();
     }
@@ -77,7 +76,7 @@ void RpcClient::ReadLoop() {
       return;
     }
     const protocol::FrameHeader& header = frame->header;
-    std::optional<std::promise<Result<std::string>>> promise;
+    std::optional<std::promise<Result<Payload>>> promise;
     {
       std::lock_guard lock(mu_);
       auto it = pending_.find(header.request_id);
@@ -97,7 +96,8 @@ void RpcClient::ReadLoop() {
     if (header.status == StatusCode::kOk) {
       promise->set_value(std::move(frame->payload));
     } else {
-      promise->set_value(Status(header.status, std::move(frame->payload)));
+      promise->set_value(
+          Status(header.status, std::string(frame->payload.view())));
     }
   }
 }

@@ -24,6 +24,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "blockstore/frame_io.h"
 #include "blockstore/protocol.h"
 #include "blockstore/status.h"
 #include "blockstore/transport.h"
@@ -41,16 +42,16 @@ class RpcClient {
   // payload on OK; a non-OK response becomes Status(code, payload as the
   // message); Unavailable if the connection is or becomes broken before the
   // response arrives. Blocks while kMaxInFlight requests are outstanding.
-  Result<std::string> Call(protocol::Opcode op, std::string_view payload);
+  Result<Payload> Call(protocol::Opcode op, std::string_view payload);
   // The same, with the payload sent as the concatenation of `parts`.
-  Result<std::string> Call(protocol::Opcode op,
-                           std::span<const std::string_view> parts);
+  Result<Payload> Call(protocol::Opcode op,
+                       std::span<const std::string_view> parts);
 
   // Like Call, but returns once the request is written, so one caller can
   // keep many requests in flight. Still blocks for a free slot first.
-  std::future<Result<std::string>> CallAsync(protocol::Opcode op,
-                                             std::string_view payload);
-  std::future<Result<std::string>> CallAsync(
+  std::future<Result<Payload>> CallAsync(protocol::Opcode op,
+                                         std::string_view payload);
+  std::future<Result<Payload>> CallAsync(
       protocol::Opcode op, std::span<const std::string_view> parts);
 
   // True once the connection has failed; calls then fail fast.
@@ -64,7 +65,7 @@ class RpcClient {
  private:
   struct Pending {
     uint16_t opcode;
-    std::promise<Result<std::string>> promise;
+    std::promise<Result<Payload>> promise;
   };
 
   void ReadLoop();

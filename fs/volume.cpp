@@ -609,7 +609,7 @@ Result<BlockData> Volume::FetchData(const std::vector<BlockPtr>& ptrs) {
       Result<std::span<char>> plain = sealer_->OpenInPlace(
           BlockKind::kData, ptrs[i].name, got[i]->bytes, &ptrs[i].tag);
       if (plain.ok()) {
-        BlockData data{std::move(got[i]->buffer),
+        BlockData data{std::move(got[i]->owner),
                        std::string_view(plain->data(), plain->size())};
         cache_.PutData(ptrs[i], data);
         if (i == 0) first = std::move(data);

@@ -27,9 +27,9 @@ Result<std::string> AdminClient::Call(Opcode op, std::string_view payload) {
     return Status::ProtocolError("admin reply does not match the request");
   }
   if (reply.header.status != StatusCode::kOk) {
-    return Status(reply.header.status, std::move(reply.payload));
+    return Status(reply.header.status, std::string(reply.payload.view()));
   }
-  return std::move(reply.payload);
+  return std::string(reply.payload.view());
 }
 
 Status AdminClient::CreateVolume(const std::string& name,

@@ -399,7 +399,7 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
     return violation("opcode " + std::to_string(header.opcode) +
                      " is not allowed on this socket");
   }
-  auto body = DecodeBody(op, frame.payload);
+  auto body = DecodeBody(op, frame.payload.view());
   if (!body.ok()) return violation(body.status().message());
   const uint64_t frame_bytes =
       protocol::kFrameHeaderSize + frame.payload.size();

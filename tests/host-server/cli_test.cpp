@@ -336,7 +336,7 @@ TEST_F(CliTest, givenDurableCommit_whenServerIsKilled_thenDataSurvivesRestart) {
   ASSERT_EQ(client->Open("vol")->header.status, StatusCode::kOk);
   for (int i = 0; i < 10; ++i) {
     auto values = protocol::DecodeGetResponse(
-        client->Get({"block" + std::to_string(i)})->payload);
+        client->Get({"block" + std::to_string(i)})->payload.view());
     ASSERT_TRUE(values.ok());
     EXPECT_EQ(values->values, (GetResult{std::string(1000, 'a' + i)}));
   }

@@ -234,7 +234,7 @@ TEST_F(RemoteOpenTest, givenTwoKeys_whenGetShared_thenOneReplyBufferHoldsBoth) {
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   ASSERT_TRUE((*got)[0] && (*got)[1]);
   // No copy per value: both are views into the one reply frame.
-  EXPECT_EQ((*got)[0]->buffer, (*got)[1]->buffer);
+  EXPECT_EQ((*got)[0]->owner, (*got)[1]->owner);
   EXPECT_EQ(std::string_view((*got)[1]->bytes.data(), (*got)[1]->bytes.size()),
             "second");
 }

@@ -127,7 +127,7 @@ class FrameProxy {
         ++fired_;
         break;
       }
-      if (!WriteFrame(to, frame->header, frame->payload).ok()) break;
+      if (!WriteFrame(to, frame->header, frame->payload.view()).ok()) break;
     }
     link.Cut();
   }

@@ -123,25 +123,25 @@ TEST_F(ServerTest,
   ASSERT_TRUE(client);
   auto open = client->Open("vol");
   ASSERT_TRUE(open.ok());
-  ASSERT_EQ(open->header.status, StatusCode::kOk) << open->payload;
-  auto epoch = protocol::DecodeOpenResponse(open->payload);
+  ASSERT_EQ(open->header.status, StatusCode::kOk) << open->payload.view();
+  auto epoch = protocol::DecodeOpenResponse(open->payload.view());
   ASSERT_TRUE(epoch.ok());
   EXPECT_EQ(epoch->epoch, volumes_->GetVolume("vol")->epoch);
   EXPECT_EQ(epoch->holder_since, epoch->epoch);  // first lease of this client
 
   auto commit = client->Commit(Puts({{"k1", "v1"}, {"k2", "value2"}}));
   ASSERT_TRUE(commit.ok());
-  EXPECT_EQ(commit->header.status, StatusCode::kOk) << commit->payload;
+  EXPECT_EQ(commit->header.status, StatusCode::kOk) << commit->payload.view();
 
   auto get = client->Get({"k2", "missing", "k1"});
   ASSERT_TRUE(get.ok());
-  auto values = protocol::DecodeGetResponse(get->payload);
+  auto values = protocol::DecodeGetResponse(get->payload.view());
   ASSERT_TRUE(values.ok());
   EXPECT_EQ(values->values, (GetResult{"value2", std::nullopt, "v1"}));
 
   auto stat = client->Call(Opcode::kStat);
   ASSERT_TRUE(stat.ok());
-  auto stats = protocol::DecodeStatResponse(stat->payload);
+  auto stats = protocol::DecodeStatResponse(stat->payload.view());
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->block_count, 2u);
   EXPECT_EQ(stats->used_bytes, std::string("k1v1k2value2").size());
@@ -150,7 +150,7 @@ TEST_F(ServerTest,
   auto list = client->Call(Opcode::kList,
                            protocol::Encode(protocol::ListRequest{"k1", 10}));
   ASSERT_TRUE(list.ok());
-  auto page = protocol::DecodeListResponse(list->payload);
+  auto page = protocol::DecodeListResponse(list->payload.view());
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->keys, std::vector<std::string>{"k2"});
   EXPECT_FALSE(page->more);
@@ -158,7 +158,7 @@ TEST_F(ServerTest,
   auto ping = client->Call(Opcode::kPing,
                            protocol::Encode(protocol::PingMessage{"hello"}));
   ASSERT_TRUE(ping.ok());
-  EXPECT_EQ(protocol::DecodePing(ping->payload)->payload, "hello");
+  EXPECT_EQ(protocol::DecodePing(ping->payload.view())->payload, "hello");
 
   auto close = client->Call(Opcode::kClose);
   ASSERT_TRUE(close.ok());
@@ -181,7 +181,7 @@ TEST_F(
   auto refused = second->Open("vol");
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->header.status, StatusCode::kBusy);
-  EXPECT_NE(refused->payload.find("busy"), std::string::npos);
+  EXPECT_NE(refused->payload.view().find("busy"), std::string::npos);
 
   first.reset();
   EXPECT_EQ(OpenWhenReleased(*second), StatusCode::kOk);
@@ -201,7 +201,8 @@ TEST_F(ServerTest, givenHeldVolume_whenTakenOver_thenOldConnectionIsFenced) {
   EXPECT_EQ(first->Get({"stale"})->header.status, StatusCode::kFenced);
   EXPECT_EQ(second->Commit(Puts({{"k", "v"}}))->header.status, StatusCode::kOk);
   EXPECT_EQ(
-      protocol::DecodeGetResponse(second->Get({"stale", "k"})->payload)->values,
+      protocol::DecodeGetResponse(second->Get({"stale", "k"})->payload.view())
+          ->values,
       (GetResult{std::nullopt, "v"}));
   // The stale holder leaving must not drop the new lease.
   first.reset();
@@ -231,7 +232,7 @@ TEST_F(ServerTest, givenSmallQuota_whenCommitExceedsIt_thenQuotaExceededCode) {
   auto reply = client->Commit(Puts({{"big", std::string(100, 'x')}}));
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->header.status, StatusCode::kQuotaExceeded);
-  EXPECT_FALSE(reply->payload.empty());
+  EXPECT_FALSE(reply->payload.view().empty());
   EXPECT_EQ(client->Get({"big"})->header.status, StatusCode::kOk);
 }
 
@@ -262,7 +263,7 @@ TEST_P(ViolationTest, givenBadInput_whenSent_thenOnlyThatConnectionIsClosed) {
     ASSERT_TRUE(reply.ok()) << reply.status().ToString();
     EXPECT_EQ(reply->header.status, StatusCode::kProtocolError);
     EXPECT_EQ(reply->header.request_id, 77u);
-    EXPECT_FALSE(reply->payload.empty());
+    EXPECT_FALSE(reply->payload.view().empty());
   }
   EXPECT_TRUE(bad->ClosedByPeer());
 
@@ -386,14 +387,14 @@ TEST_F(
   auto first = client->Read();
   ASSERT_TRUE(first.ok());
   EXPECT_EQ(first->header.request_id, 101u);
-  EXPECT_EQ(protocol::DecodePing(first->payload)->payload, "fast");
+  EXPECT_EQ(protocol::DecodePing(first->payload.view())->payload, "fast");
 
   gate_->Open();
   auto second = client->Read();
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->header.request_id, 100u);
   EXPECT_EQ(second->header.opcode, static_cast<uint16_t>(Opcode::kStat));
-  EXPECT_TRUE(protocol::DecodeStatResponse(second->payload).ok());
+  EXPECT_TRUE(protocol::DecodeStatResponse(second->payload.view()).ok());
 }
 
 TEST_F(ServerTest,
@@ -420,7 +421,7 @@ TEST_F(ServerTest,
     auto reply = client->Read();
     ASSERT_TRUE(reply.ok());
     const uint64_t n = reply->header.request_id - 1000;
-    auto values = protocol::DecodeGetResponse(reply->payload);
+    auto values = protocol::DecodeGetResponse(reply->payload.view());
     ASSERT_TRUE(values.ok());
     EXPECT_EQ(values->values, (GetResult{"value" + std::to_string(n)}));
     seen.insert(n);
@@ -480,7 +481,8 @@ TEST_F(
 
   gate_->Open();
   ASSERT_EQ(OpenWhenReleased(*second), StatusCode::kOk);
-  auto values = protocol::DecodeGetResponse(second->Get({"inflight"})->payload);
+  auto values =
+      protocol::DecodeGetResponse(second->Get({"inflight"})->payload.view());
   ASSERT_TRUE(values.ok());
   EXPECT_EQ(values->values, (GetResult{"done"}));
 }
@@ -516,7 +518,7 @@ TEST_F(ServerTest, givenNoOpen_whenReadHeader_thenHeaderValueOrNotFound) {
   auto absent = read_header("vol");
   ASSERT_TRUE(absent.ok());
   ASSERT_EQ(absent->header.status, StatusCode::kOk);
-  EXPECT_EQ(protocol::DecodeGetResponse(absent->payload)->values,
+  EXPECT_EQ(protocol::DecodeGetResponse(absent->payload.view())->values,
             (GetResult{std::nullopt}));
 
   auto writer = OpenedClient();
@@ -526,7 +528,7 @@ TEST_F(ServerTest, givenNoOpen_whenReadHeader_thenHeaderValueOrNotFound) {
             StatusCode::kOk);
   auto present = read_header("vol");
   ASSERT_TRUE(present.ok());
-  EXPECT_EQ(protocol::DecodeGetResponse(present->payload)->values,
+  EXPECT_EQ(protocol::DecodeGetResponse(present->payload.view())->values,
             (GetResult{"sealed-header"}));
 
   EXPECT_EQ(read_header("missing")->header.status, StatusCode::kNotFound);
@@ -556,7 +558,7 @@ TEST_F(
   ASSERT_TRUE(holder);
   auto listed = admin->Call(Opcode::kAdminList);
   ASSERT_TRUE(listed.ok());
-  auto list = protocol::DecodeVolumeListResponse(listed->payload);
+  auto list = protocol::DecodeVolumeListResponse(listed->payload.view());
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->volumes.size(), 2u);
   EXPECT_EQ(list->volumes[0].name, "fresh");
@@ -566,7 +568,7 @@ TEST_F(
 
   auto refused = call(Opcode::kAdminDelete, "vol", 0);
   EXPECT_EQ(refused->header.status, StatusCode::kBusy);
-  EXPECT_NE(refused->payload.find("held"), std::string::npos);
+  EXPECT_NE(refused->payload.view().find("held"), std::string::npos);
   EXPECT_EQ(call(Opcode::kAdminResize, "vol", 2 << 20)->header.status,
             StatusCode::kOk);
   EXPECT_EQ(call(Opcode::kAdminDelete, "fresh", 0)->header.status,
