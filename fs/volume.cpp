@@ -626,14 +626,17 @@ Result<std::shared_ptr<const Node>> Volume::LoadNode(const BlockPtr& ptr,
                                                      uint8_t level) {
   std::shared_ptr<const Node> node = cache_.GetNode(ptr);
   if (!node) {
+    // Opened and decoded where the reply landed, as FetchData does.
     EFS_ASSIGN_OR_RETURN(
-        GetResult got, store_->Get(std::span<const std::string>(&ptr.name, 1)));
+        SharedGetResult got,
+        store_->GetShared(std::span<const std::string>(&ptr.name, 1)));
     if (!got[0]) return BlockFailure("node", ptr.name, "is missing");
-    Result<std::string> plain =
-        sealer_->Open(BlockKind::kNode, ptr.name, std::move(*got[0]), &ptr.tag);
+    Result<std::span<char>> plain = sealer_->OpenInPlace(
+        BlockKind::kNode, ptr.name, got[0]->bytes, &ptr.tag);
     if (!plain.ok())
       return BlockFailure("node", ptr.name, plain.status().message());
-    Result<Node> decoded = Node::Decode(*plain);
+    Result<Node> decoded =
+        Node::Decode(std::string_view(plain->data(), plain->size()));
     if (!decoded.ok()) {
       return BlockFailure("node", ptr.name, decoded.status().message());
     }
