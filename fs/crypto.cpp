@@ -6,6 +6,7 @@
 #include <openssl/params.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <string>
@@ -210,7 +211,7 @@ std::string_view CipherName(CipherId cipher) {
 }
 
 Result<CipherId> ParseCipherName(std::string_view name) {
-  for (CipherId c : {CipherId::kAes256Gcm, CipherId::kXChaCha20Poly1305}) {
+  for (CipherId c : kCiphers) {
     if (name == CipherName(c)) return c;
   }
   return Status::InvalidArgument(
@@ -219,8 +220,8 @@ Result<CipherId> ParseCipherName(std::string_view name) {
 }
 
 bool IsKnownCipher(uint8_t raw) {
-  return raw == static_cast<uint8_t>(CipherId::kAes256Gcm) ||
-         raw == static_cast<uint8_t>(CipherId::kXChaCha20Poly1305);
+  return std::ranges::any_of(
+      kCiphers, [raw](CipherId c) { return raw == static_cast<uint8_t>(c); });
 }
 
 Result<SecureBytes> HkdfSha256(std::span<const uint8_t> ikm,

@@ -1,12 +1,13 @@
 // Cryptographic primitives of the enclave: random bytes, HKDF-SHA256 and the
-// Aead interface with its two ciphers (AES-256-GCM via OpenSSL EVP,
-// XChaCha20-Poly1305 via libsodium).
+// Aead interface with its two ciphers (AES-256-GCM via OpenSSL EVP;
+// XChaCha20-Poly1305 as libsodium's HChaCha20 subkey, then OpenSSL EVP).
 //
 // Everything here is stateless apart from the key an Aead holds (in secure
 // memory). Thread safety: all functions and const Aead methods are safe to
 // call concurrently.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -24,6 +25,10 @@ inline constexpr size_t kKeySize = 32;  // every symmetric key is 256 bits
 
 // Fills `out` from the OS CSPRNG (libsodium randombytes). Never fails.
 void RandomBytes(std::span<uint8_t> out);
+
+// Every cipher this build implements.
+inline constexpr std::array kCiphers = {CipherId::kAes256Gcm,
+                                        CipherId::kXChaCha20Poly1305};
 
 // "aes-256-gcm" / "xchacha20-poly1305"; "unknown" for other values.
 std::string_view CipherName(CipherId cipher);

@@ -15,7 +15,7 @@ import stat
 import subprocess
 import time
 
-from util import BenchError, fsync_dir, run
+from util import MiB, BenchError, fsync_dir, run
 
 FIO_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "fio")
@@ -110,7 +110,7 @@ class FioJob(Job):
         if self.unit == "IOPS":
             value = sum(s["iops"] for s in sides)
         else:
-            value = sum(s["bw_bytes"] for s in sides) / 2**20
+            value = sum(s["bw_bytes"] for s in sides) / MiB
         return Measurement(value, user_bytes, ops, raw)
 
 
@@ -136,7 +136,7 @@ def _read_tree(path):
             if not stat.S_ISREG(os.lstat(file).st_mode):
                 continue
             with open(file, "rb") as f:
-                while f.read(1 << 20):
+                while f.read(MiB):
                     pass
 
 

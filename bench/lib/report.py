@@ -10,14 +10,13 @@ import statistics
 import subprocess
 
 from systems import PEERS
+from util import GiB, MiB
 
 CSV_FIELDS = ("run", "job", "system", "unit", "value", "wall_seconds",
               "user_bytes", "ops", "host_requests", "wire_bytes",
               "wire_bytes_per_user_byte", "host_requests_per_op",
               "disk_read_bytes", "disk_busy_seconds", "cpu_seconds",
               "daemon_cpu_seconds")
-GiB = 1 << 30
-MiB = 1 << 20
 NA = "n/a"
 
 

@@ -14,6 +14,10 @@ import sys
 import time
 
 
+GiB = 1 << 30
+MiB = 1 << 20
+
+
 class BenchError(Exception):
     """A benchmark step failed; the message says which and why."""
 
@@ -109,19 +113,29 @@ def mounts_under(directory):
     return [m for m, _ in mounts() if m == directory or m.startswith(prefix)]
 
 
+def _processes():
+    """(pid, /proc/PID path) of every process but this one."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            yield int(entry.name), entry.path
+
+
+def _read_proc(path, mode="r"):
+    """Contents of a /proc file, or None once its process has exited."""
+    try:
+        with open(path, mode) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def running_programs(names):
     """(pid, name) of every process whose command name is one of names."""
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(os.path.join(entry.path, "comm"), encoding="utf-8") as f:
-                name = f.read().strip()
-        except OSError:  # gone meanwhile
-            continue
-        if name in names:
-            found.append((int(entry.name), name))
+    for pid, path in _processes():
+        name = _read_proc(os.path.join(path, "comm"))
+        if name is not None and name.strip() in names:
+            found.append((pid, name.strip()))
     return sorted(found)
 
 
@@ -254,16 +268,11 @@ def pids_with_arg(arg):
     """PIDs of processes whose argv contains arg exactly (our daemons are
     found by their unique mountpoint path)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if arg.encode() in argv and pid_alive(int(entry)):
-            found.append(int(entry))
+    for pid, path in _processes():
+        cmdline = _read_proc(os.path.join(path, "cmdline"), "rb")
+        argv = cmdline.split(b"\0") if cmdline else []
+        if arg.encode() in argv and pid_alive(pid):
+            found.append(pid)
     return found
 
 

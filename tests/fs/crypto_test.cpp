@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/fs/cipher_test_names.h"
+
 namespace enclavefs {
 namespace {
 
@@ -111,13 +113,9 @@ TEST_P(AeadTest, givenWrongKeySize_whenCreate_thenInvalidArgument) {
             StatusCode::kInvalidArgument);
 }
 
-INSTANTIATE_TEST_SUITE_P(BothCiphers, AeadTest,
-                         ::testing::Values(CipherId::kAes256Gcm,
-                                           CipherId::kXChaCha20Poly1305),
+INSTANTIATE_TEST_SUITE_P(BothCiphers, AeadTest, ::testing::ValuesIn(kCiphers),
                          [](const auto& info) {
-                           return info.param == CipherId::kAes256Gcm
-                                      ? "Aes256Gcm"
-                                      : "XChaCha20Poly1305";
+                           return testing::CipherTestName(info.param);
                          });
 
 // Existing volumes hold blocks sealed by libsodium's XChaCha20-Poly1305:
@@ -201,7 +199,7 @@ TEST(SecureBytesTest, givenNewBuffer_whenRead_thenZeroed) {
 }
 
 TEST(CipherNameTest, givenEachCipher_whenNamedAndParsed_thenRoundTrips) {
-  for (CipherId c : {CipherId::kAes256Gcm, CipherId::kXChaCha20Poly1305}) {
+  for (CipherId c : kCiphers) {
     auto parsed = ParseCipherName(CipherName(c));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, c);

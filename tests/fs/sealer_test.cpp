@@ -11,6 +11,7 @@
 
 #include "fs/crypto.h"
 #include "fs/sealer_impl.h"
+#include "tests/fs/cipher_test_names.h"
 
 namespace enclavefs {
 namespace {
@@ -239,14 +240,11 @@ TEST_P(SealerTest,
 
 INSTANTIATE_TEST_SUITE_P(
     CiphersAndBlockSizes, SealerTest,
-    ::testing::Combine(::testing::Values(CipherId::kAes256Gcm,
-                                         CipherId::kXChaCha20Poly1305),
+    ::testing::Combine(::testing::ValuesIn(kCiphers),
                        ::testing::Values(4096u, 1u << 20)),
     [](const auto& info) {
-      return std::string(std::get<0>(info.param) == CipherId::kAes256Gcm
-                             ? "Aes256Gcm"
-                             : "XChaCha20Poly1305") +
-             "_" + std::to_string(std::get<1>(info.param) / 1024) + "KiB";
+      return testing::CipherTestName(std::get<0>(info.param)) + "_" +
+             std::to_string(std::get<1>(info.param) / 1024) + "KiB";
     });
 
 TEST(SealerNamesTest, givenOneHundredThousandNames_whenCompared_thenAllUnique) {
@@ -414,12 +412,8 @@ TEST_P(SealerKnownAnswerTest,
 }
 
 INSTANTIATE_TEST_SUITE_P(BothCiphers, SealerKnownAnswerTest,
-                         ::testing::Values(CipherId::kAes256Gcm,
-                                           CipherId::kXChaCha20Poly1305),
-                         [](const auto& info) {
-                           return info.param == CipherId::kAes256Gcm
-                                      ? "Aes256Gcm"
-                                      : "XChaCha20Poly1305";
+                         ::testing::ValuesIn(kCiphers), [](const auto& info) {
+                           return testing::CipherTestName(info.param);
                          });
 
 TEST(
