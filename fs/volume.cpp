@@ -18,10 +18,10 @@ namespace {
 constexpr uint8_t kExtentPrefix = 0xE0;
 constexpr unsigned char kFirstReservedByte = 0x80;
 constexpr size_t kScanChunk = 1024;
-// Blocks per read-ahead fetch, and fetches running at once: four host Gets
-// in flight keep a fast disk busy while the reader decrypts
-// (docs/performance.md, read-ahead depth).
-constexpr size_t kReadAheadBatch = 8;
+// Bytes per read-ahead fetch (whole blocks, at least one), and fetches
+// running at once: four host Gets in flight keep a fast disk busy while the
+// reader decrypts (docs/performance.md, read-ahead depth).
+constexpr size_t kReadAheadBatchBytes = 512u << 10;
 constexpr size_t kReadAheadWorkers = 4;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
@@ -184,7 +184,7 @@ Volume::Volume(std::shared_ptr<BlockStore> store,
       root_(std::move(root)),
       root_sealed_(std::move(root_sealed)),
       next_id_(root_.next_id) {
-  if (options_.readahead_blocks > 0) {
+  if (options_.readahead_bytes > 0) {
     read_ahead_ = std::make_unique<ReadAhead>(
         kReadAheadWorkers,
         [this](const std::vector<BlockPtr>& ptrs) { (void)FetchData(ptrs); });
@@ -536,7 +536,10 @@ Result<BlockData> Volume::LoadData(const BlockPtr& ptr, uint64_t file,
 
 std::vector<std::string> Volume::ReadAheadLocked(uint64_t file, uint64_t index,
                                                  const std::string& name) {
-  const uint64_t window = options_.readahead_blocks;
+  const uint64_t window =
+      std::max<uint64_t>(1, options_.readahead_bytes / block_size());
+  const size_t batch_blocks =
+      std::clamp<size_t>(kReadAheadBatchBytes / block_size(), 1, kMaxBatchKeys);
   if (!read_ahead_ || index >= std::numeric_limits<uint64_t>::max() - window) {
     return {};
   }
@@ -585,7 +588,7 @@ std::vector<std::string> Volume::ReadAheadLocked(uint64_t file, uint64_t index,
     if (!next.ok()) return left;
     if (UnsealedLocked(next->name) || cache_.Contains(*next)) continue;
     batch.push_back(std::move(*next));
-    if (batch.size() == kReadAheadBatch) {
+    if (batch.size() == batch_blocks) {
       read_ahead_->Schedule(std::move(batch));
       batch.clear();
     }

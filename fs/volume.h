@@ -84,7 +84,9 @@ struct VolumeOptions {
   // background uploader stores the least recently written ones until half
   // of it is left, so commits find little left to send. 0 disables it.
   size_t write_behind_bytes = 32u << 20;
-  size_t readahead_blocks = 64;  // window ahead of a sequential reader; 0: off
+  // Window ahead of a sequential reader, in bytes (whole blocks, at least
+  // one); 0: off. Bytes, not blocks, so every block size reads ahead alike.
+  size_t readahead_bytes = 4u << 20;
   std::optional<uint64_t> expect_generation;
   std::shared_ptr<Anchor> anchor;  // optional
 };

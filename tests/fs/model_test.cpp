@@ -47,7 +47,7 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
     // Small caches force evictions; small dirty limits force implicit commits.
     options.cache_bytes = rng() % 2 ? 64u << 20 : 48u << 10;
     options.dirty_limit_bytes = rng() % 2 ? 16u << 20 : 96u << 10;
-    options.readahead_blocks = rng() % 4;
+    options.readahead_bytes = rng() % 4 * SmallParams().block_size;
     // Write-behind off, or storing blocks between commits almost always.
     options.write_behind_bytes = rng() % 2 ? 0 : 12u << 10;
     return options;

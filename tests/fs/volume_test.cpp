@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -453,9 +454,10 @@ constexpr uint64_t kReadAheadWindow = 8;
 std::string FileBlock(uint64_t i) { return Block(static_cast<char>('A' + i)); }
 
 // env's volume holding FileBlock(i) as blocks 0..count-1 of file 5, opened
-// again with a kReadAheadWindow read-ahead window and its tree nodes
+// again with a read-ahead window of `window` blocks and its tree nodes
 // loaded, so that the store's counters (reset) see data blocks only.
-std::unique_ptr<Volume> OpenWithSequentialFile(VolumeEnv& env, uint64_t count) {
+std::unique_ptr<Volume> OpenWithSequentialFile(
+    VolumeEnv& env, uint64_t count, uint64_t window = kReadAheadWindow) {
   {
     auto volume = env.MustOpen();
     for (uint64_t i = 0; i < count; ++i) {
@@ -464,7 +466,7 @@ std::unique_ptr<Volume> OpenWithSequentialFile(VolumeEnv& env, uint64_t count) {
     EXPECT_TRUE(volume->Commit(true).ok());
   }
   VolumeOptions options = ManualOptions();
-  options.readahead_blocks = kReadAheadWindow;
+  options.readahead_bytes = window * SmallParams().block_size;
   auto volume = env.MustOpen(options);
   EXPECT_TRUE(volume->ListData(5, 0, count, count).ok());
   env.store().ResetCounters();
@@ -498,6 +500,16 @@ TEST(VolumeTest,
   EXPECT_GT(largest, 1u);
   EXPECT_LE(largest, kReadAheadWindow);
   EXPECT_LT(batches.size(), 40u / 2);
+}
+
+TEST(VolumeTest,
+     givenWideWindow_whenReadingSequentially_thenEachGetCarries512KiB) {
+  VolumeEnv env;
+  auto volume = OpenWithSequentialFile(env, 400, 256);
+  ReadInOrder(*volume, FirstBlocks(400));
+  const auto batches = env.store().get_batch_sizes();
+  EXPECT_EQ(*std::max_element(batches.begin(), batches.end()),
+            (512u << 10) / SmallParams().block_size);
 }
 
 TEST(VolumeTest,
