@@ -577,6 +577,11 @@ std::vector<std::string> Volume::ReadAheadLocked(uint64_t file, uint64_t index,
     if (cursor.scheduled >= cursor.front + window / 2) return left;
     from = std::max(cursor.scheduled, cursor.front) + 1;
     to = cursor.front + window + 1;
+    // Whole batches only: the remainder waits for the next top-up instead
+    // of going out as a Get of a block or two.
+    if (to - from >= batch_blocks) {
+      to = from + (to - from) / batch_blocks * batch_blocks;
+    }
     cursor.scheduled = to - 1;
   }
   Result<std::vector<std::pair<std::string, std::string>>> extents =
