@@ -120,10 +120,10 @@ def _processes():
             yield int(entry.name), entry.path
 
 
-def _read_proc(path, mode="r"):
-    """Contents of a /proc file, or None once its process has exited."""
+def _read_proc(path):
+    """Bytes of a /proc file, or None once its process has exited."""
     try:
-        with open(path, mode) as f:
+        with open(path, "rb") as f:
             return f.read()
     except OSError:
         return None
@@ -133,9 +133,10 @@ def running_programs(names):
     """(pid, name) of every process whose command name is one of names."""
     found = []
     for pid, path in _processes():
-        name = _read_proc(os.path.join(path, "comm"))
-        if name is not None and name.strip() in names:
-            found.append((pid, name.strip()))
+        comm = _read_proc(os.path.join(path, "comm"))
+        name = comm.decode(errors="replace").strip() if comm else None
+        if name in names:
+            found.append((pid, name))
     return sorted(found)
 
 
@@ -269,7 +270,7 @@ def pids_with_arg(arg):
     found by their unique mountpoint path)."""
     found = []
     for pid, path in _processes():
-        cmdline = _read_proc(os.path.join(path, "cmdline"), "rb")
+        cmdline = _read_proc(os.path.join(path, "cmdline"))
         argv = cmdline.split(b"\0") if cmdline else []
         if arg.encode() in argv and pid_alive(pid):
             found.append(pid)
