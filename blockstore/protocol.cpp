@@ -305,6 +305,16 @@ class GatheredEncoding::Builder {
     values_.emplace_back(w.size(), value);
   }
 
+  // A GetResponse: a count, then a presence byte and each present value.
+  template <typename Values>
+  void GetValues(const Values& values) {
+    w.U32(static_cast<uint32_t>(values.size()));
+    for (const auto& v : values) {
+      w.U8(v ? 1 : 0);
+      if (v) Value(*v);
+    }
+  }
+
   void Finish(GatheredEncoding& e) && {
     e.framing_ = std::move(w).Take();
     const std::string_view framing = e.framing_;
@@ -326,11 +336,14 @@ class GatheredEncoding::Builder {
 
 GatheredEncoding::GatheredEncoding(const GetResponse& m) {
   Builder b;
-  b.w.U32(static_cast<uint32_t>(m.values.size()));
-  for (const auto& v : m.values) {
-    b.w.U8(v ? 1 : 0);
-    if (v) b.Value(*v);
-  }
+  b.GetValues(m.values);
+  std::move(b).Finish(*this);
+}
+
+GatheredEncoding::GatheredEncoding(
+    std::span<const std::optional<std::string_view>> values) {
+  Builder b;
+  b.GetValues(values);
   std::move(b).Finish(*this);
 }
 

@@ -14,6 +14,8 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -174,6 +176,9 @@ std::string Encode(const VolumeTraffic& m);
 class GatheredEncoding {
  public:
   explicit GatheredEncoding(const GetResponse& m);
+  // The encoding of a GetResponse holding these values.
+  explicit GatheredEncoding(
+      std::span<const std::optional<std::string_view>> values);
   explicit GatheredEncoding(const CommitBatch& m);
   GatheredEncoding(const GatheredEncoding&) = delete;
   GatheredEncoding& operator=(const GatheredEncoding&) = delete;

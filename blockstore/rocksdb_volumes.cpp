@@ -769,7 +769,8 @@ RocksDbBlockStore::RocksDbBlockStore(RocksDbVolumes::Impl* db, std::string name,
 
 RocksDbBlockStore::~RocksDbBlockStore() = default;
 
-Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
+Result<PinnedValues> RocksDbBlockStore::GetPinned(
+    std::span<const std::string> keys) {
   std::vector<std::string> full_keys;
   full_keys.reserve(keys.size());
   for (const auto& key : keys) {
@@ -777,7 +778,8 @@ Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
     full_keys.push_back(BlockKey(id_, key));
   }
   std::vector<rocksdb::Slice> slices(full_keys.begin(), full_keys.end());
-  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  auto pins =
+      std::make_shared<std::vector<rocksdb::PinnableSlice>>(keys.size());
   std::vector<rocksdb::Status> statuses(keys.size());
   // One MultiGet reads all keys at a single sequence number, so a
   // concurrent commit is seen whole or not at all.
@@ -788,12 +790,22 @@ Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
   // (docs/storage.md).
   options.verify_checksums = false;
   db_->db->MultiGet(options, db_->blocks, keys.size(), slices.data(),
-                    values.data(), statuses.data());
-  GetResult out(keys.size());
+                    pins->data(), statuses.data());
+  PinnedValues out{pins,
+                   std::vector<std::optional<std::string_view>>(keys.size())};
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].IsNotFound()) continue;
     EFS_RETURN_IF_ERROR(FromRocks(statuses[i], "read block"));
-    out[i].emplace(values[i].data(), values[i].size());
+    out.values[i] = (*pins)[i].ToStringView();
+  }
+  return out;
+}
+
+Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
+  EFS_ASSIGN_OR_RETURN(PinnedValues pinned, GetPinned(keys));
+  GetResult out(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (pinned.values[i]) out[i].emplace(*pinned.values[i]);
   }
   return out;
 }

@@ -117,10 +117,21 @@ bool WantBlobGc(bool on, uint64_t blob_bytes, uint64_t garbage_bytes);
 // forces (docs/storage.md).
 inline constexpr size_t kUnloggedMinBytes = 1 << 20;
 
+// Values read without copying them out of RocksDB: each view points into a
+// buffer RocksDB pinned for the read (a blob's read buffer, or a block in
+// the shared block cache). So the views are read-only, and valid for as
+// long as `pins` lives, whatever is committed in the meantime.
+struct PinnedValues {
+  std::shared_ptr<void> pins;
+  std::vector<std::optional<std::string_view>> values;  // nullopt: absent
+};
+
 class RocksDbBlockStore : public BlockStore {
  public:
   ~RocksDbBlockStore() override;
   Result<GetResult> Get(std::span<const std::string> keys) override;
+  // Get without copying the values; fails as Get does.
+  Result<PinnedValues> GetPinned(std::span<const std::string> keys);
   // Also fails with NotFound if the volume was deleted, Fenced as above.
   Status Commit(const CommitBatch& batch) override;
   Result<StoreStats> Stat() override;

@@ -186,9 +186,8 @@ struct BlockServer::Session {
     }
     if (!reply.ok()) {
       Reply(request, reply.status());
-    } else if (const auto* get = std::get_if<protocol::GetResponse>(&*reply)) {
-      // Values go from the store's buffers straight to the socket.
-      const protocol::GatheredEncoding encoding(*get);
+    } else if (const auto* get = std::get_if<PinnedValues>(&*reply)) {
+      const protocol::GatheredEncoding encoding(get->values);
       Reply(request, Status::Ok(), encoding.parts());
     } else {
       Reply(request, Status::Ok(), std::get<std::string>(*reply));
@@ -212,7 +211,7 @@ struct BlockServer::Session {
   uint32_t running = 0;     // GUARDED_BY(mu); tasks not yet finished
   bool opened = false;      // a lease was granted on this connection
   std::string volume;
-  std::shared_ptr<BlockStore> store;
+  std::shared_ptr<RocksDbBlockStore> store;
   // The opened volume's counters: owned here, published to the workers
   // through `traffic` (null before OPEN and on admin sessions).
   std::shared_ptr<TrafficCounters> traffic_owner;
@@ -464,14 +463,14 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
 
 Result<BlockServer::ReplyBody> BlockServer::Execute(Opcode op,
                                                     const Request& request,
-                                                    BlockStore* store) {
+                                                    RocksDbBlockStore* store) {
   const RequestBody& body = request.body;
   switch (op) {
     case Opcode::kGet: {
       EFS_ASSIGN_OR_RETURN(
-          GetResult values,
-          store->Get(std::get<protocol::GetRequest>(body).keys));
-      return ReplyBody(protocol::GetResponse{std::move(values)});
+          PinnedValues values,
+          store->GetPinned(std::get<protocol::GetRequest>(body).keys));
+      return ReplyBody(std::move(values));
     }
     case Opcode::kCommit:
       EFS_RETURN_IF_ERROR(store->Commit(std::get<CommitBatch>(body)));
@@ -492,9 +491,9 @@ Result<BlockServer::ReplyBody> BlockServer::Execute(Opcode op,
       const auto& volume = std::get<protocol::VolumeRequest>(body).volume;
       EFS_ASSIGN_OR_RETURN(auto header_store, volumes_.OpenVolume(volume));
       const std::string key(protocol::kPublicHeaderKey);
-      EFS_ASSIGN_OR_RETURN(GetResult values,
-                           header_store->Get(std::span(&key, 1)));
-      return ReplyBody(protocol::GetResponse{std::move(values)});
+      EFS_ASSIGN_OR_RETURN(PinnedValues values,
+                           header_store->GetPinned(std::span(&key, 1)));
+      return ReplyBody(std::move(values));
     }
     case Opcode::kAdminList: {
       EFS_ASSIGN_OR_RETURN(auto volumes, manager_.ListVolumes());

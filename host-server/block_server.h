@@ -79,11 +79,11 @@ class BlockServer {
   // answered where possible) when the connection must be closed.
   Status HandleFrame(const std::shared_ptr<Session>& session, Frame frame);
   // A reply payload: plain bytes, or GET values, which are written to the
-  // socket without first being copied into one buffer.
-  using ReplyBody = std::variant<std::string, protocol::GetResponse>;
+  // socket from RocksDB's read buffers, without a copy.
+  using ReplyBody = std::variant<std::string, PinnedValues>;
   // Runs on a worker: the reply payload or the error to send back.
   Result<ReplyBody> Execute(protocol::Opcode op, const Request& request,
-                            BlockStore* store);
+                            RocksDbBlockStore* store);
   Result<ReplyBody> ExecuteAdmin(protocol::Opcode op,
                                  const protocol::VolumeRequest& request);
   void OnTakeover(SessionId session);

@@ -406,6 +406,36 @@ TEST_F(RocksDbVolumesTest,
   contract::ExpectStoreHolds(*OpenStore("vol"), {puts.begin(), puts.end()});
 }
 
+// The host sends GET replies from these views, so they must keep the bytes
+// of the read even after the blocks are overwritten and flushed.
+TEST_F(RocksDbVolumesTest,
+       givenPinnedRead_whenBlocksOverwritten_thenViewsKeepTheReadBytes) {
+  EFS_ASSERT_OK(volumes_->CreateVolume("vol", 64 << 20));
+  auto store = OpenStore("vol");
+  ASSERT_NE(store, nullptr);
+  // Blob-sized and small values, flushed so that reads come from files.
+  std::vector<std::pair<std::string, std::string>> puts = {
+      {"big", contract::RandomBytes(65536, 1)},
+      {"small", contract::RandomBytes(100, 2)}};
+  EFS_ASSERT_OK(store->Commit(PutBatch(puts)));
+  EFS_ASSERT_OK(volumes_->MakeDurable());
+
+  const std::vector<std::string> keys = {"small", "absent", "big"};
+  auto pinned = store->GetPinned(keys);
+  EFS_ASSERT_OK(pinned);
+  std::vector<std::pair<std::string, std::string>> overwrites = {
+      {"big", contract::RandomBytes(65536, 3)},
+      {"small", contract::RandomBytes(100, 4)}};
+  EFS_ASSERT_OK(store->Commit(PutBatch(overwrites)));
+  EFS_ASSERT_OK(volumes_->MakeDurable());
+
+  ASSERT_EQ(pinned->values.size(), 3u);
+  EXPECT_EQ(pinned->values[0], puts[1].second);
+  EXPECT_EQ(pinned->values[1], std::nullopt);
+  EXPECT_EQ(pinned->values[2], puts[0].second);
+  contract::ExpectStoreHolds(*store, {overwrites.begin(), overwrites.end()});
+}
+
 // Obsolete files leave through the trash, unlinked by a background thread
 // (docs/storage.md): the space must still come back, without a restart.
 TEST_F(RocksDbVolumesTest,
