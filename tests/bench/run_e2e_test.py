@@ -1,0 +1,82 @@
+"""End to end: a short bench/run of EnclaveFS and the native directory
+measures every job it is given, records EnclaveFS's wire and host figures,
+and leaves nothing mounted or running. Speed is not asserted.
+
+usage: run_e2e_test.py BUILD_DIR"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                   "..", "..", "bench", "run")
+JOBS = ["seqwrite", "seqread-cold", "randrw", "cp", "ls-cold", "rm"]
+SYSTEMS = ["enclavefs", "native"]
+BUILD_DIR = None
+
+
+class QuickRunTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="bench_e2e_")
+        cls.workdir = os.path.join(cls.tmp, "work")
+        cls.result = subprocess.run(
+            [sys.executable, RUN, "--quick", "--no-docs", "--no-charts",
+             "--build-dir", BUILD_DIR, "--workdir", cls.workdir,
+             "--systems", ",".join(SYSTEMS), "--jobs", ",".join(JOBS)],
+            capture_output=True, text=True, timeout=600)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.assertEqual(self.result.returncode, 0,
+                         self.result.stdout[-3000:] + self.result.stderr)
+
+    def results(self):
+        runs = os.listdir(os.path.join(self.workdir, "results"))
+        self.assertEqual(len(runs), 1)
+        path = os.path.join(self.workdir, "results", runs[0], "results.json")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["results"]
+
+    def test_every_job_measured_on_every_system(self):
+        measured = {(r["job"], r["system"]) for r in self.results()
+                    if r["value"] is not None and r["value"] > 0}
+        self.assertEqual(measured, {(j, s) for j in JOBS for s in SYSTEMS})
+
+    def test_enclavefs_rows_carry_wire_and_host_figures(self):
+        rows = {r["job"]: r for r in self.results()
+                if r["system"] == "enclavefs"}
+        # A sealed block is larger than the plaintext it carries.
+        self.assertGreaterEqual(rows["seqwrite"]["wire_bytes_per_user_byte"],
+                                1.0)
+        # A cold read fetches its blocks from the host.
+        self.assertGreater(rows["seqread-cold"]["host_requests"], 0)
+
+    def test_table_has_both_ratios(self):
+        self.assertIn("enclavefs/native", self.result.stdout)
+        self.assertIn("enclavefs/best-peer", self.result.stdout)
+
+    def test_nothing_left_mounted_or_running(self):
+        with open("/proc/mounts", encoding="utf-8") as f:
+            self.assertNotIn(self.tmp, f.read())
+        leftovers = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if self.tmp.encode() in f.read():
+                        leftovers.append(pid)
+            except OSError:
+                continue  # the process ended meanwhile
+        self.assertEqual(leftovers, [])
+
+
+if __name__ == "__main__":
+    BUILD_DIR = sys.argv.pop(1)
+    unittest.main()
