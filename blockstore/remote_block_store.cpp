@@ -16,13 +16,19 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A Get response carries up to kGetChunkKeys values of at most kMaxValueSize
-// each; the slack covers the per-value and fixed encoding overhead.
+// Keys per GET request for values of up to `max_value_size` bytes: about
+// kGetChunkBytes of values but at least 16 keys (pipelined chunks of a large
+// Get), and never more than fit one reply frame. The slack covers the fixed
+// encoding overhead; each value adds a presence byte and a u32 length.
+constexpr size_t kGetChunkBytes = 1 << 20;
 constexpr size_t kGetResponseSlack = 64 * 1024;
-constexpr size_t kGetChunkKeys = std::min<size_t>(
-    {16, protocol::kMaxKeysPerRequest,
-     (protocol::kMaxPayloadSize - kGetResponseSlack) / kMaxValueSize});
-static_assert(kGetChunkKeys >= 1);
+size_t GetChunkKeys(size_t max_value_size) {
+  const size_t value = std::clamp<size_t>(max_value_size, 1, kMaxValueSize);
+  const size_t fit =
+      (protocol::kMaxPayloadSize - kGetResponseSlack) / (value + 5);
+  return std::min<size_t>({protocol::kMaxKeysPerRequest, fit,
+                           std::max<size_t>(16, kGetChunkBytes / value)});
+}
 
 // The last reconnect attempt before the deadline still gets this long.
 constexpr std::chrono::milliseconds kMinAttemptTimeout{100};
@@ -242,6 +248,7 @@ class RemoteBlockStore::KeyLocks {
 RemoteBlockStore::RemoteBlockStore(RemoteOptions options,
                                    const protocol::ClientId& client_id)
     : options_(std::move(options)),
+      get_chunk_keys_(GetChunkKeys(options_.max_value_size)),
       client_id_(client_id),
       key_locks_(std::make_unique<KeyLocks>()) {}
 
@@ -360,9 +367,9 @@ Result<SharedGetResult> RemoteBlockStore::GetOnce(
   // All chunks go out before the first reply is awaited: that is the
   // pipelining. CallAsync blocks only when kMaxInFlight are outstanding.
   std::vector<std::future<Result<Payload>>> replies;
-  replies.reserve((keys.size() + kGetChunkKeys - 1) / kGetChunkKeys);
-  for (size_t begin = 0; begin < keys.size(); begin += kGetChunkKeys) {
-    const size_t end = std::min(keys.size(), begin + kGetChunkKeys);
+  replies.reserve((keys.size() + get_chunk_keys_ - 1) / get_chunk_keys_);
+  for (size_t begin = 0; begin < keys.size(); begin += get_chunk_keys_) {
+    const size_t end = std::min(keys.size(), begin + get_chunk_keys_);
     protocol::GetRequest request;
     request.keys.assign(keys.begin() + begin, keys.begin() + end);
     replies.push_back(
@@ -373,7 +380,7 @@ Result<SharedGetResult> RemoteBlockStore::GetOnce(
   Status first_error;
   for (size_t i = 0; i < replies.size(); ++i) {
     const size_t count =
-        std::min(kGetChunkKeys, keys.size() - i * kGetChunkKeys);
+        std::min(get_chunk_keys_, keys.size() - i * get_chunk_keys_);
     Result<SharedGetResult> values = DecodeValues(replies[i].get(), count);
     if (!values.ok()) {
       if (first_error.ok()) first_error = values.status();

@@ -60,6 +60,11 @@ struct RemoteOptions {
   std::chrono::milliseconds reconnect_deadline{30000};
   std::chrono::milliseconds initial_backoff{50};
   std::chrono::milliseconds max_backoff{2000};
+  // The largest value this client reads (a volume's largest sealed block).
+  // A Get asks for as many keys per request as about 1 MiB of such values,
+  // at least 16, and no more than fit one frame. A host that answers with
+  // larger values can only make the Get fail.
+  size_t max_value_size = kMaxValueSize;
 };
 
 class RemoteBlockStore : public BlockStore {
@@ -120,6 +125,7 @@ class RemoteBlockStore : public BlockStore {
                                   std::span<const std::string> keys);
 
   const RemoteOptions options_;
+  const size_t get_chunk_keys_;  // keys per GET request
   // Sent in every OPEN; the host tells us which epochs went to it.
   const protocol::ClientId client_id_;
   // Keys of the commits in flight, so commits sharing a key take turns.

@@ -131,7 +131,7 @@ int RunFormat(const CliOptions& o) {
 
   // The first OPEN with a token binds it to the volume on the host.
   LeasedVolume leased;
-  Outcome lease = Lease(o.target, keys->access_token(), false, &leased.store);
+  Outcome lease = Lease(o.target, *keys, false, &leased.store);
   if (!lease.ok()) return Report(lease);
   Status formatted = Volume::Format(*leased.store, header, *keys);
   if (!formatted.ok()) {

@@ -133,19 +133,20 @@ Outcome OpenLeased(const VolumeTarget& target, const KeySource& source,
       UnlockVolumeHeader(out->header, source);
   if (!keys.ok()) return FailureAt(Step::kUnlock, keys.status());
   out->keys = std::move(keys).value();
-  return Lease(target, out->keys->access_token(), takeover, &out->store);
+  return Lease(target, *out->keys, takeover, &out->store);
 }
 
-Outcome Lease(const VolumeTarget& target, const std::string& token,
-              bool takeover, std::shared_ptr<RemoteBlockStore>* store) {
+Outcome Lease(const VolumeTarget& target, const VolumeKeys& keys, bool takeover,
+              std::shared_ptr<RemoteBlockStore>* store) {
   Result<Address> address = ParseAddress(target.host);
   if (!address.ok())
     return Outcome::Fail(ExitCode::kUsage, address.status().message());
   RemoteOptions options;
   options.address = *address;
   options.volume = target.volume;
-  options.token = token;
+  options.token = keys.access_token();
   options.takeover = takeover;
+  options.max_value_size = keys.largest_sealed_block();
   Result<std::unique_ptr<RemoteBlockStore>> opened =
       RemoteBlockStore::Open(options);
   if (!opened.ok()) {

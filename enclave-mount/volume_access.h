@@ -69,10 +69,11 @@ struct VolumeTarget {
 // Reads the header without a lease. kNotFormatted if the volume has none.
 Outcome FetchHeader(const VolumeTarget& target, std::string* header);
 
-// RemoteBlockStore::Open with `token`: the lease. kBusy if another client
-// holds the volume (and takeover is false).
-Outcome Lease(const VolumeTarget& target, const std::string& token,
-              bool takeover, std::shared_ptr<RemoteBlockStore>* store);
+// RemoteBlockStore::Open with the access token of `keys`, and Gets sized
+// for the volume's blocks: the lease. kBusy if another client holds the
+// volume (and takeover is false).
+Outcome Lease(const VolumeTarget& target, const VolumeKeys& keys, bool takeover,
+              std::shared_ptr<RemoteBlockStore>* store);
 
 // FetchHeader, UnlockVolumeHeader, then Lease with the derived token.
 Outcome OpenLeased(const VolumeTarget& target, const KeySource& source,

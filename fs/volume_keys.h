@@ -14,6 +14,7 @@
 // the sealing keys).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -78,6 +79,12 @@ class VolumeKeys {
   uint32_t block_size() const { return sealing_->block_size; }
   uint32_t node_size() const { return sealing_->node_size; }
   uint32_t format_version() const { return kFormatVersion; }
+  // Bytes of the largest block this volume stores: its largest class (data
+  // block, tree node or root record), sealed.
+  size_t largest_sealed_block() const {
+    return std::max<size_t>({block_size(), node_size(), kRootRecordSize}) +
+           kSealedOverhead;
+  }
   // 32 bytes: the secret presented to the host, which keeps only its hash.
   const std::string& access_token() const { return access_token_; }
 

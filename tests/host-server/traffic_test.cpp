@@ -92,6 +92,40 @@ TEST_F(TrafficTest, givenGetsAndCommits_whenCounted_thenExactWireBytes) {
             opened.bytes_sent + kFrameHeaderSize + values_bytes + stat_bytes);
 }
 
+// Gets are split into requests by the largest value the client expects:
+// 15 keys of up to 4 MiB fit a frame, 40 keys of 4 KiB blocks fit one
+// request of about 1 MiB.
+TEST_F(TrafficTest, givenSmallBlocksDeclared_whenGettingManyKeys_thenOneGet) {
+  std::vector<std::string> keys;
+  CommitBatch batch;
+  for (int i = 0; i < 40; ++i) {
+    keys.push_back("block" + std::to_string(i));
+    batch.puts.emplace_back(keys.back(), std::string(4148, 'a' + i % 26));
+  }
+  {
+    auto store = RemoteBlockStore::Open(host_.ClientOptions(kVolume));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ASSERT_TRUE((*store)->Commit(batch).ok());
+    auto values = (*store)->Get(keys);
+    ASSERT_TRUE(values.ok()) << values.status().ToString();
+    EXPECT_EQ(Traffic().get_requests, 3u);  // 15 + 15 + 10
+    ASSERT_TRUE((*store)->Close().ok());
+  }
+  RemoteOptions options = host_.ClientOptions(kVolume);
+  options.max_value_size = 4148;
+  auto store = RemoteBlockStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+
+  auto values = (*store)->Get(keys);
+
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(Traffic().get_requests, 4u);
+  ASSERT_EQ(values->size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ((*values)[i], batch.puts[i].second);
+  }
+}
+
 TEST_F(TrafficTest, givenAdminSocket_whenVolumeStats_thenSameCounters) {
   auto store = RemoteBlockStore::Open(host_.ClientOptions(kVolume));
   ASSERT_TRUE(store.ok()) << store.status().ToString();
