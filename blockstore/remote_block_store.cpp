@@ -19,13 +19,14 @@ using Clock = std::chrono::steady_clock;
 // Keys per GET request for values of up to `max_value_size` bytes: about
 // kGetChunkBytes of values but at least 16 keys (pipelined chunks of a large
 // Get), and never more than fit one reply frame. The slack covers the fixed
-// encoding overhead; each value adds a presence byte and a u32 length.
+// encoding overhead.
 constexpr size_t kGetChunkBytes = 1 << 20;
 constexpr size_t kGetResponseSlack = 64 * 1024;
+constexpr size_t kGetValueFraming = 5;  // a presence byte and a u32 length
 size_t GetChunkKeys(size_t max_value_size) {
   const size_t value = std::clamp<size_t>(max_value_size, 1, kMaxValueSize);
-  const size_t fit =
-      (protocol::kMaxPayloadSize - kGetResponseSlack) / (value + 5);
+  const size_t fit = (protocol::kMaxPayloadSize - kGetResponseSlack) /
+                     (value + kGetValueFraming);
   return std::min<size_t>({protocol::kMaxKeysPerRequest, fit,
                            std::max<size_t>(16, kGetChunkBytes / value)});
 }

@@ -96,11 +96,13 @@ TEST_F(TrafficTest, givenGetsAndCommits_whenCounted_thenExactWireBytes) {
 // 15 keys of up to 4 MiB fit a frame, 40 keys of 4 KiB blocks fit one
 // request of about 1 MiB.
 TEST_F(TrafficTest, givenSmallBlocksDeclared_whenGettingManyKeys_thenOneGet) {
+  constexpr size_t kSealedBlock = 4096 + 52;  // a sealed 4 KiB block
   std::vector<std::string> keys;
   CommitBatch batch;
   for (int i = 0; i < 40; ++i) {
     keys.push_back("block" + std::to_string(i));
-    batch.puts.emplace_back(keys.back(), std::string(4148, 'a' + i % 26));
+    batch.puts.emplace_back(keys.back(),
+                            std::string(kSealedBlock, 'a' + i % 26));
   }
   {
     auto store = RemoteBlockStore::Open(host_.ClientOptions(kVolume));
@@ -112,7 +114,7 @@ TEST_F(TrafficTest, givenSmallBlocksDeclared_whenGettingManyKeys_thenOneGet) {
     ASSERT_TRUE((*store)->Close().ok());
   }
   RemoteOptions options = host_.ClientOptions(kVolume);
-  options.max_value_size = 4148;
+  options.max_value_size = kSealedBlock;
   auto store = RemoteBlockStore::Open(options);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
 
