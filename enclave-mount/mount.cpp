@@ -26,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "blockstore/units.h"
@@ -76,6 +77,38 @@ std::string DefaultLogPath(const std::string& run_dir,
 
 namespace {
 
+struct ProcState {
+  std::string comm;
+  char state = '?';
+};
+
+// /proc/<pid>/stat is "pid (comm) state ..."; comm may hold spaces and ')'.
+std::optional<ProcState> ReadProcState(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return std::nullopt;
+  const size_t open = line.find('(');
+  const size_t close = line.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open ||
+      close + 2 >= line.size()) {
+    return std::nullopt;
+  }
+  return ProcState{line.substr(open + 1, close - open - 1), line[close + 2]};
+}
+
+}  // namespace
+
+bool DaemonAlive(pid_t pid) {
+  if (pid <= 0) return false;
+  const std::optional<ProcState> process = ReadProcState(std::to_string(pid));
+  const std::optional<ProcState> self = ReadProcState("self");
+  if (!process || !self) return false;
+  return process->state != 'Z' && process->state != 'X' &&
+         process->comm == self->comm;
+}
+
+namespace {
+
 namespace stdfs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
@@ -118,8 +151,6 @@ uint64_t AutoCacheSize() {
   const uint64_t eighth = static_cast<uint64_t>(pages) * page_size / 8;
   return std::clamp(eighth, kMin, kMax);
 }
-
-bool Alive(pid_t pid) { return kill(pid, 0) == 0 || errno == EPERM; }
 
 Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->target = o.target;
@@ -166,7 +197,7 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   stdfs::create_directories(run_dir, ec);
   if (ec) return Usage("cannot create " + run_dir + ": " + ec.message());
   plan->pid_file = PidFilePath(run_dir, plan->mountpoint);
-  if (auto pid = ReadPid(plan->pid_file); pid && Alive(*pid)) {
+  if (auto pid = ReadPid(plan->pid_file); pid && DaemonAlive(*pid)) {
     return Outcome::Fail(ExitCode::kFailure,
                          plan->mountpoint +
                              " is already served by enclavefs pid " +
@@ -374,7 +405,7 @@ int RunUnmount(const CliOptions& o) {
     const auto deadline = Clock::now() + *timeout;
     const auto notice = Clock::now() + std::chrono::seconds(1);
     bool told = false;
-    while (Alive(*pid) && stdfs::exists(pid_file, ec)) {
+    while (DaemonAlive(*pid) && stdfs::exists(pid_file, ec)) {
       if (Clock::now() >= deadline) {
         return Report(Outcome::Fail(
             ExitCode::kFailure, "enclavefs (pid " + std::to_string(*pid) +

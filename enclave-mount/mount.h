@@ -3,9 +3,11 @@
 // in one run directory. The mount and unmount commands themselves
 // (daemonizing with a ready pipe, signals, waiting) are in mount.cpp.
 //
-// Pure path functions except RunDirectory (reads the environment); safe
-// from any thread.
+// Pure path functions except RunDirectory (reads the environment) and
+// DaemonAlive (reads /proc); safe from any thread.
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 
@@ -23,6 +25,12 @@ std::string EscapePath(const std::string& path);
 // it serves `mountpoint` (absolute).
 std::string PidFilePath(const std::string& run_dir,
                         const std::string& mountpoint);
+
+// True if pid is a running process of this program, as the daemon named by
+// a pid file is. False for a daemon that was killed but not yet reaped (a
+// zombie: kill(pid, 0) still succeeds) and for another program that reuses
+// the number of a daemon that died without removing its pid file.
+bool DaemonAlive(pid_t pid);
 
 // <run_dir>/<volume>.log: the background daemon's log unless --log-file.
 std::string DefaultLogPath(const std::string& run_dir,

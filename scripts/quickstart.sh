@@ -4,19 +4,27 @@
 # it with a key file (./var/volume.key) and mounts it at ./mnt.
 #   scripts/quickstart.sh        start (reruns reuse the store, volume and data)
 #   scripts/quickstart.sh stop   unmount ./mnt, then stop the host service
-# BUILD_DIR (default: build) picks the CMake build directory.
+# BUILD_DIR (default: build) picks the CMake build directory, VAR_DIR
+# (default: var) where the store, socket, key and logs go, MOUNT_DIR
+# (default: mnt) the mount point; relative paths are from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VAR="$ROOT/var"
+# The settings this run was given, for the rerun and stop hints.
+settings=""
+for name in BUILD_DIR VAR_DIR MOUNT_DIR VOLUME QUOTA; do
+  if [ -n "${!name:-}" ]; then settings+="$name=${!name} "; fi
+done
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
+VAR=$(abspath "${VAR_DIR:-var}")
 STORE="$VAR/store"
 SOCK="$VAR/host.sock"
 PIDFILE="$VAR/host.pid"
 LOG="$VAR/host.log"
 KEY="$VAR/volume.key"
-MNT="$ROOT/mnt"
+MNT=$(abspath "${MOUNT_DIR:-mnt}")
 MOUNT_LOG="$VAR/mount.log"
-BUILD="$ROOT/${BUILD_DIR:-build}"
+BUILD=$(abspath "${BUILD_DIR:-build}")
 HOST_BIN="$BUILD/host-server/enclavefs-host"
 EFS_BIN="$BUILD/enclave-mount/enclavefs"
 VOLUME=${VOLUME:-demo}
@@ -81,7 +89,11 @@ fi
 echo "==> installing dependencies (Debian packages)"
 scripts/install-deps.sh
 echo "==> building"
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# An existing build tree keeps its configuration; ninja reruns CMake when a
+# CMakeLists.txt changed.
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
 ninja -C "$BUILD" enclavefs-host enclavefs | tail -n 1
 
 mkdir -p "$VAR"
@@ -89,12 +101,24 @@ if pid=$(running_pid); then
   echo "==> enclavefs-host already running (pid $pid)"
 else
   echo "==> starting enclavefs-host on unix:$SOCK (store $STORE, log $LOG)"
+  # Ready is the "listening on" line `serve` prints once both sockets answer;
+  # socket files alone may be stale ones left by a host that was killed.
+  log_start=$(($(stat -c %s "$LOG" 2>/dev/null || echo 0) + 1))
   nohup "$HOST_BIN" serve --store "$STORE" --listen "unix:$SOCK" >>"$LOG" 2>&1 &
-  echo $! >"$PIDFILE"
-  for _ in $(seq 1 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
-  if ! [ -S "$SOCK" ]; then
+  pid=$!
+  echo "$pid" >"$PIDFILE"
+  listening() { tail -c "+$log_start" "$LOG" | grep -q '^enclavefs-host: listening on'; }
+  for i in $(seq 1 600); do
+    listening && break
+    kill -0 "$pid" 2>/dev/null || break
+    [ "$i" -eq 50 ] && echo "    waiting for enclavefs-host to open its store (up to 60 s)"
+    sleep 0.1
+  done
+  if ! listening; then
     echo "enclavefs-host failed to start; last lines of $LOG:" >&2
     tail -n 20 "$LOG" >&2
+    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid"
+    rm -f "$PIDFILE"
     exit 1
   fi
 fi
@@ -127,14 +151,15 @@ else
   exit 1
 fi
 
-mkdir -p "$MNT"
-if mounted && ls "$MNT" >/dev/null 2>&1; then
+# A mount whose daemon died answers ENOTCONN, even to mkdir -p.
+if mounted && ! ls "$MNT" >/dev/null 2>&1; then
+  echo "==> removing the dead mount at $MNT"
+  fusermount3 -u "$MNT"
+fi
+if mounted; then
   echo "==> $MNT is already mounted"
 else
-  if mounted; then
-    echo "==> removing the dead mount at $MNT"
-    fusermount3 -u "$MNT"
-  fi
+  mkdir -p "$MNT"
   echo "==> mounting '$VOLUME' at $MNT"
   "$EFS_BIN" mount "${KEYOPTS[@]}" --log-file "$MOUNT_LOG" "$MNT"
 fi
@@ -149,15 +174,15 @@ EnclaveFS is running: volume '$VOLUME' is mounted at $(r "$MNT").
   key:   $(r "$KEY")   mount log: $(r "$MOUNT_LOG")
 
 Try, from $ROOT:
-  ls -la mnt && df -h mnt
-  cp README.md mnt/ && cat mnt/README.md
-  fio --name=try --directory=mnt --size=64m --bs=4k --rw=randwrite --verify=crc32c --ioengine=psync
+  ls -la $(r "$MNT") && df -h $(r "$MNT")
+  cp README.md $(r "$MNT")/ && cat $(r "$MNT")/README.md
+  fio --name=try --directory=$(r "$MNT") --size=64m --bs=4k --rw=randwrite --verify=crc32c --ioengine=psync
   $(r "$HOST_BIN") volume list --store $(r "$STORE")
 Volume details (info and fsck need the volume unmounted):
-  $(r "$EFS_BIN") unmount mnt
+  $(r "$EFS_BIN") unmount $(r "$MNT")
   $(r "$EFS_BIN") info --host unix:$(r "$SOCK") --volume $VOLUME --key-file $(r "$KEY")
-  scripts/quickstart.sh   # mounts it again
+  ${settings}scripts/quickstart.sh   # mounts it again
 
 Stop (unmounts, then stops the host; rerun to get your files back):
-  scripts/quickstart.sh stop
+  ${settings}scripts/quickstart.sh stop
 MSG

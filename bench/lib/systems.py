@@ -225,14 +225,21 @@ class EnclaveFs(FuseSystem):
     def _start_host(self):
         log_path = os.path.join(self.run_dir, "enclavefs-host.log")
         with open(log_path, "ab") as log_file:
+            log_start = log_file.tell()
             # Own session: Ctrl-C reaches only us; the trap stops it by PID.
             direct = ["--direct-reads"] if self.direct_reads else []
             self._host = subprocess.Popen(
                 [self.host_bin, "serve", "--store", self.store, "--listen",
                  f"unix:{self.sock}", *direct], stdout=log_file,
                 stderr=log_file, start_new_session=True)
-        wait_until(lambda: os.path.exists(self.sock)
-                   or self._host.poll() is not None, 30, "enclavefs-host")
+        # `serve` prints this line once the block and admin sockets listen.
+        def listening():
+            with open(log_path, "rb") as f:
+                f.seek(log_start)
+                return b"enclavefs-host: listening on" in f.read()
+
+        wait_until(lambda: listening() or self._host.poll() is not None, 30,
+                   "enclavefs-host")
         if self._host.poll() is not None:
             raise BenchError(f"enclavefs-host exited {self._host.returncode};"
                              f" see {log_path}")

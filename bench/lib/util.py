@@ -265,16 +265,26 @@ def pid_alive(pid):
     return state not in ("Z", "X")
 
 
-def pids_with_arg(arg):
-    """PIDs of processes whose argv contains arg exactly (our daemons are
-    found by their unique mountpoint path)."""
+def _pids_with_an_arg(matches):
     found = []
     for pid, path in _processes():
         cmdline = _read_proc(os.path.join(path, "cmdline"))
         argv = cmdline.split(b"\0") if cmdline else []
-        if arg.encode() in argv and pid_alive(pid):
+        if any(matches(a) for a in argv) and pid_alive(pid):
             found.append(pid)
     return found
+
+
+def pids_with_arg(arg):
+    """PIDs of processes whose argv contains arg exactly (our daemons are
+    found by their unique mountpoint path)."""
+    return _pids_with_an_arg(lambda a: a == arg.encode())
+
+
+def pids_naming(text):
+    """PIDs of processes with an argument that contains text, such as a
+    temp dir that their --store or mount point lies in."""
+    return _pids_with_an_arg(lambda a: text.encode() in a)
 
 
 def stop_pid(pid, grace):

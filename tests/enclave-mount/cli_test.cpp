@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -218,6 +222,37 @@ TEST(RunFilesTest, givenMountpoints_whenEscaped_thenDistinctFileNames) {
             "/run/enclavefs/mount-mnt-data.pid");
   EXPECT_EQ(DefaultLogPath("/run/enclavefs", "data"),
             "/run/enclavefs/data.log");
+}
+
+TEST(RunFilesTest, givenForkedDaemon_whenKilledButNotReaped_thenNotAlive) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  EXPECT_TRUE(DaemonAlive(child));
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  siginfo_t info{};
+  // WNOWAIT leaves the exited child a zombie, which kill(pid, 0) still finds.
+  ASSERT_EQ(waitid(P_PID, child, &info, WEXITED | WNOWAIT), 0);
+  EXPECT_EQ(kill(child, 0), 0);
+  EXPECT_FALSE(DaemonAlive(child));
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  EXPECT_FALSE(DaemonAlive(child));
+}
+
+TEST(RunFilesTest, givenPidOfAnotherProgram_whenDaemonAlive_thenFalse) {
+  EXPECT_TRUE(DaemonAlive(getpid()));
+  pid_t other = 0;
+  char sleep[] = "sleep";
+  char seconds[] = "30";
+  char* argv[] = {sleep, seconds, nullptr};
+  ASSERT_EQ(posix_spawn(&other, "/bin/sleep", nullptr, nullptr, argv, environ),
+            0);
+  EXPECT_FALSE(DaemonAlive(other));
+  kill(other, SIGKILL);
+  waitpid(other, nullptr, 0);
 }
 
 TEST(RunFilesTest, givenRunDirEnvironment_whenRunDirectory_thenItWins) {
