@@ -123,16 +123,18 @@ Result<OpenedSession> OpenSession(const RemoteOptions& options,
 }
 
 // Whether a re-open that granted `granted` may resume a lease at
-// `old_epoch`: only if nobody but us held the volume in between, i.e. every
-// epoch after old_epoch went to our client id. The host reports the run of
-// consecutive epochs granted to our id as holder_since..epoch, so that holds
-// iff holder_since <= old_epoch + 1. Usually epoch == old_epoch + 1; more
-// when the reply to an earlier re-open of ours was lost (that OPEN still
-// took an epoch). A check of only the previous holder would not do: another
-// client at old + 1, then our lost re-open at old + 2, would make us the
-// previous holder of old + 3 and hide the other client.
+// `old_epoch`: only if the host's unbroken run of epochs granted to our
+// client id, holder_since..epoch, reaches back to old_epoch itself. Every
+// epoch after ours then went to us, and the host has not broken the run
+// since: it does that when a crash may have lost our non-durable commits
+// (the next grant then starts a new run, holder_since == old_epoch + 1).
+// Usually epoch == old_epoch + 1; more when the reply to an earlier re-open
+// of ours was lost (that OPEN still took an epoch). A check of only the
+// previous holder would not do: another client at old + 1, then our lost
+// re-open at old + 2, would make us the previous holder of old + 3 and hide
+// the other client.
 bool ResumesLease(uint64_t old_epoch, const protocol::OpenResponse& granted) {
-  return granted.epoch > old_epoch && granted.holder_since <= old_epoch + 1;
+  return granted.epoch > old_epoch && granted.holder_since <= old_epoch;
 }
 
 // The values of one Get reply, as views into its payload (no copy), after

@@ -5,6 +5,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -77,6 +78,62 @@ TEST_F(PersistenceTest,
 TEST_F(PersistenceTest,
        givenMount_whenHostKilledAndRestarted_thenSyncedDataSurvives) {
   RestartHostUnderMount(volume_, /*kill9=*/true);
+}
+
+// A host killed while it holds write-behind uploads that skipped its WAL
+// loses them. The mount must not resume its lease and commit a root over
+// the missing blocks: its next fsync fails, and a new mount starts from the
+// last durable root.
+TEST(HostCrashTest, givenUnloggedUploads_whenHostKilled_thenMountFenced) {
+  E2eVolume volume;
+  ASSERT_TRUE(volume.ok()) << volume.setup_error();
+  // Every buffered byte past 1 MiB goes to the host ahead of any commit.
+  CommandResult mounted =
+      volume.Mount({"--write-behind", "1MiB", "--dirty-limit", "1GiB",
+                    "--commit-interval", "0"});
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  const std::string before = PatternBytes(14, 200000);
+  ASSERT_TRUE(WriteFileSynced(volume.Path("before"), before));
+  {
+    // close() writes the kernel's dirty pages to the daemon.
+    UniqueFd fd(
+        open(volume.Path("unsynced").c_str(), O_CREAT | O_WRONLY, 0600));
+    ASSERT_TRUE(fd.ok());
+    const std::string chunk = PatternBytes(15, 1 << 20);
+    for (int i = 0; i < 64; ++i) {
+      ASSERT_EQ(write(fd.get(), chunk.data(), chunk.size()),
+                static_cast<ssize_t>(chunk.size()));
+    }
+  }
+  // Wait until the host has stored most of it: the uploads it will lose.
+  constexpr char kReceived[] = "\"bytes_received\": ";
+  CommandResult stats;
+  uint64_t received = 0;
+  for (int i = 0; i < 200 && received < (48ull << 20); ++i) {
+    if (i > 0) usleep(50000);
+    stats = RunCommand({kHostBinary, "volume", "stats", "vol", "--store",
+                        volume.store(), "--json"});
+    const size_t at = stats.output.find(kReceived);
+    if (at != std::string::npos) {
+      received = std::stoull(stats.output.substr(at + sizeof(kReceived) - 1));
+    }
+  }
+  ASSERT_GE(received, 48ull << 20) << stats.output;
+  ASSERT_EQ(volume.StopHost(/*kill9=*/true), -1);
+  ASSERT_EQ(volume.StartHost(), "");
+
+  const std::string after = PatternBytes(16, 100000);
+  EXPECT_FALSE(WriteFileSynced(volume.Path("after"), after));
+  EXPECT_EQ(errno, EIO);
+
+  ASSERT_TRUE(volume.CrashMount());
+  mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(volume.Path("before")), before);
+  CommandResult unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  CommandResult fsck = volume.Enclavefs("fsck");
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
 }
 
 TEST_F(PersistenceTest,
