@@ -18,9 +18,10 @@
 //    on other keys commute with it.
 //  * Nobody else commits to the volume in between: we held the lease while
 //    the commit was in flight, and every epoch the host granted since ours
-//    must have gone to this store's client id (Reconnect checks it),
-//    otherwise another client claimed the volume while we were away and we
-//    fail with Fenced instead of resending.
+//    must have gone to this store's client id, in one run that the host has
+//    not broken (Reconnect checks it). Otherwise another client claimed the
+//    volume while we were away, or the host crashed and may have lost our
+//    non-durable commits, and we fail with Fenced instead of resending.
 //  * Once the new OPEN succeeds the lost commit has either been applied or
 //    never will be (the host drained the old connection first).
 //  Hence an unconditional batch is idempotent: re-applying the same puts and

@@ -698,6 +698,18 @@ Status Volume::Commit(bool durable) {
 Status Volume::CommitLocked(bool durable) {
   EFS_RETURN_IF_ERROR(failed_);
   if (!dirty_) return Status::Ok();
+  Status s = CommitDirtyLocked(durable);
+  FailIfFencedLocked(s);
+  return failed_.ok() ? s : failed_;
+}
+
+void Volume::FailIfFencedLocked(const Status& s) {
+  if (s.code() != StatusCode::kFenced || !failed_.ok()) return;
+  failed_ = Status::Fenced(s.message() + "; the volume is now read-only");
+  spdlog::error("volume: {}", failed_.message());
+}
+
+Status Volume::CommitDirtyLocked(bool durable) {
   EFS_RETURN_IF_ERROR(ReclaimUploadingLocked());
   EFS_RETURN_IF_ERROR(UploadPendingLocked());
   EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));

@@ -255,6 +255,12 @@ class Volume : private NodeLoader {
   // end of the active Operations. REQUIRES mu_ exclusive.
   Status MaybeCommitLocked();
   Status CommitLocked(bool durable);
+  Status CommitDirtyLocked(bool durable);
+  // A store that fenced this mount (the lease went to another client, or
+  // the host lost commits in a crash) refuses every later call: the volume
+  // turns read-only like after a refused root swap, and says so once.
+  // REQUIRES mu_ exclusive.
+  void FailIfFencedLocked(const Status& s);
   // Host keys the committed tree does not reach. REQUIRES mu_ held.
   Result<std::vector<std::string>> ListUnreferencedLocked(GcReport& report);
   // Stores `blocks` (fresh names only), moving them out, in as many plain

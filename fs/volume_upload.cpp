@@ -177,6 +177,7 @@ bool Volume::UploadOnce() {
   std::vector<std::string> superseded;
   {
     std::unique_lock lock(mu_);
+    FailIfFencedLocked(stored);
     for (auto& [name, block] : batch) {
       auto node = uploading_.extract(name);
       if (node.empty()) {
@@ -197,9 +198,11 @@ bool Volume::UploadOnce() {
     }
   }
   if (!stored.ok()) {
-    spdlog::warn(
-        "volume: write-behind upload failed, the commit will retry: {}",
-        stored.ToString());
+    if (stored.code() != StatusCode::kFenced) {
+      spdlog::warn(
+          "volume: write-behind upload failed, the commit will retry: {}",
+          stored.ToString());
+    }
     return false;
   }
   if (!superseded.empty()) {

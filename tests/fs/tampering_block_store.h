@@ -36,6 +36,11 @@ class TamperingBlockStore : public BlockStore {
   }
 
   Status Commit(const CommitBatch& batch) override {
+    {
+      std::lock_guard lock(mu_);
+      ++commit_calls_;
+      if (!commit_failure_.ok()) return commit_failure_;
+    }
     Status s = inner_.Commit(batch);
     if (s.ok()) {
       std::lock_guard lock(mu_);
@@ -63,6 +68,10 @@ class TamperingBlockStore : public BlockStore {
   std::vector<size_t> get_batch_sizes() const {
     std::lock_guard lock(mu_);
     return get_batch_sizes_;
+  }
+  size_t commit_calls() const {
+    std::lock_guard lock(mu_);
+    return commit_calls_;
   }
   void ResetCounters() {
     std::lock_guard lock(mu_);
@@ -103,6 +112,12 @@ class TamperingBlockStore : public BlockStore {
   }
 
   // ---- attacks ----
+  // Every later Commit fails with `failure` and stores nothing, as a host
+  // does once it has fenced the client.
+  void FailCommits(Status failure) {
+    std::lock_guard lock(mu_);
+    commit_failure_ = std::move(failure);
+  }
   void FlipBit(const std::string& key, size_t bit) {
     std::string value = *Peek(key);
     value[(bit / 8) % value.size()] ^= static_cast<char>(1u << (bit % 8));
@@ -144,6 +159,8 @@ class TamperingBlockStore : public BlockStore {
   mutable std::mutex mu_;
   size_t get_calls_ = 0;
   size_t get_keys_ = 0;
+  size_t commit_calls_ = 0;
+  Status commit_failure_;
   std::vector<size_t> get_batch_sizes_;
   std::map<std::string, std::vector<std::string>> versions_;
 };

@@ -377,6 +377,24 @@ TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
   EXPECT_EQ(volume->block_size(), SmallParams().block_size);
 }
 
+TEST(VolumeTest, givenFencedStore_whenCommitFails_thenReadOnlyWithoutRetries) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->Put("k", "v").ok());
+  env.store().FailCommits(Status::Fenced("the host lost commits in a crash"));
+  const size_t before = env.store().commit_calls();
+  Status fenced = volume->Commit(true);
+  EXPECT_EQ(fenced.code(), StatusCode::kFenced);
+  EXPECT_NE(fenced.message().find("read-only"), std::string::npos)
+      << fenced.message();
+  const size_t tried = env.store().commit_calls();
+  EXPECT_GT(tried, before);
+  // Read-only from now on, and the store is not asked again.
+  EXPECT_EQ(volume->Put("x", "y").code(), StatusCode::kFenced);
+  EXPECT_EQ(volume->Commit(true).code(), StatusCode::kFenced);
+  EXPECT_EQ(env.store().commit_calls(), tried);
+}
+
 TEST(
     VolumeTest,
     givenTwoMountsOfOneStore_whenBothCommit_thenSecondGetsConflictAndNothingIsOverwritten) {
