@@ -196,6 +196,38 @@ bool IsKnownOpcode(uint16_t raw) {
          IsAdminOpcode(raw);
 }
 
+std::string OpcodeName(uint16_t raw) {
+  switch (static_cast<Opcode>(raw)) {
+    case Opcode::kOpen:
+      return "OPEN";
+    case Opcode::kGet:
+      return "GET";
+    case Opcode::kCommit:
+      return "COMMIT";
+    case Opcode::kStat:
+      return "STAT";
+    case Opcode::kList:
+      return "LIST";
+    case Opcode::kPing:
+      return "PING";
+    case Opcode::kClose:
+      return "CLOSE";
+    case Opcode::kReadHeader:
+      return "READ_HEADER";
+    case Opcode::kAdminCreate:
+      return "ADMIN_CREATE";
+    case Opcode::kAdminList:
+      return "ADMIN_LIST";
+    case Opcode::kAdminDelete:
+      return "ADMIN_DELETE";
+    case Opcode::kAdminResize:
+      return "ADMIN_RESIZE";
+    case Opcode::kAdminStats:
+      return "ADMIN_STATS";
+  }
+  return "opcode " + std::to_string(raw);
+}
+
 bool IsAdminOpcode(uint16_t raw) {
   return raw >= static_cast<uint16_t>(Opcode::kAdminCreate) &&
          raw <= static_cast<uint16_t>(Opcode::kAdminStats);

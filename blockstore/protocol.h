@@ -61,6 +61,8 @@ enum class Opcode : uint16_t {
 inline constexpr std::string_view kPublicHeaderKey = "header";
 
 bool IsKnownOpcode(uint16_t raw);
+// "GET", "COMMIT", ... for logs; "opcode N" for an unknown one.
+std::string OpcodeName(uint16_t raw);
 bool IsAdminOpcode(uint16_t raw);
 
 struct FrameHeader {

@@ -57,13 +57,14 @@ struct OpenedSession {
 };
 
 Result<std::unique_ptr<RpcClient>> ConnectClient(
-    const Address& address, std::chrono::milliseconds timeout) {
+    const Address& address, std::chrono::milliseconds timeout,
+    std::chrono::milliseconds stall_warning = RpcClient::kDefaultStallWarning) {
   Result<std::unique_ptr<Connection>> conn = Connect(address, timeout);
   if (!conn.ok()) {
     return Status::Unavailable("cannot reach host at " + address.ToString() +
                                ": " + conn.status().message());
   }
-  return std::make_unique<RpcClient>(std::move(conn).value());
+  return std::make_unique<RpcClient>(std::move(conn).value(), stall_warning);
 }
 
 std::chrono::milliseconds RemainingUntil(Clock::time_point deadline) {
@@ -93,8 +94,9 @@ Result<OpenedSession> OpenSession(const RemoteOptions& options,
                                   bool takeover,
                                   std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  EFS_ASSIGN_OR_RETURN(std::shared_ptr<RpcClient> client,
-                       ConnectClient(options.address, timeout));
+  EFS_ASSIGN_OR_RETURN(
+      std::shared_ptr<RpcClient> client,
+      ConnectClient(options.address, timeout, options.stall_warning));
   protocol::OpenRequest request{options.volume, options.token, takeover,
                                 client_id};
   Result<Payload> reply =
@@ -384,7 +386,8 @@ Result<SharedGetResult> RemoteBlockStore::GetOnce(
   for (size_t i = 0; i < replies.size(); ++i) {
     const size_t count =
         std::min(get_chunk_keys_, keys.size() - i * get_chunk_keys_);
-    Result<SharedGetResult> values = DecodeValues(replies[i].get(), count);
+    Result<SharedGetResult> values =
+        DecodeValues(client.Await(replies[i], protocol::Opcode::kGet), count);
     if (!values.ok()) {
       if (first_error.ok()) first_error = values.status();
       continue;

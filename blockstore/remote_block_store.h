@@ -61,6 +61,9 @@ struct RemoteOptions {
   std::chrono::milliseconds reconnect_deadline{30000};
   std::chrono::milliseconds initial_backoff{50};
   std::chrono::milliseconds max_backoff{2000};
+  // A request without a reply for this long is logged, and again after
+  // each further period; it keeps waiting (RpcClient).
+  std::chrono::milliseconds stall_warning = RpcClient::kDefaultStallWarning;
   // The largest value this client reads (a volume's largest sealed block).
   // A Get asks for as many keys per request as about 1 MiB of such values,
   // at least 16, and no more than fit one frame. A host that answers with

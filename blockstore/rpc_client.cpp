@@ -9,8 +9,11 @@
 
 namespace enclavefs {
 
-RpcClient::RpcClient(std::unique_ptr<Connection> conn)
-    : conn_(std::move(conn)), reader_([this] { ReadLoop(); }) {}
+RpcClient::RpcClient(std::unique_ptr<Connection> conn,
+                     std::chrono::milliseconds stall_warning)
+    : conn_(std::move(conn)),
+      stall_warning_(stall_warning),
+      reader_([this] { ReadLoop(); }) {}
 
 RpcClient::~RpcClient() {
   Break(Status::Unavailable("client closed"));
@@ -25,12 +28,28 @@ bool RpcClient::broken() const {
 void RpcClient::Shutdown() { Break(Status::Unavailable("shut down")); }
 
 Result<Payload> RpcClient::Call(protocol::Opcode op, std::string_view payload) {
-  return CallAsync(op, payload).get();
+  std::future<Result<Payload>> reply = CallAsync(op, payload);
+  return Await(reply, op);
 }
 
 Result<Payload> RpcClient::Call(protocol::Opcode op,
                                 std::span<const std::string_view> parts) {
-  return CallAsync(op, parts).get();
+  std::future<Result<Payload>> reply = CallAsync(op, parts);
+  return Await(reply, op);
+}
+
+Result<Payload> RpcClient::Await(std::future<Result<Payload>>& reply,
+                                 protocol::Opcode op) const {
+  std::chrono::milliseconds waited{0};
+  while (reply.wait_for(stall_warning_) != std::future_status::ready) {
+    waited += stall_warning_;
+    spdlog::warn(
+        "no reply from the host at {} to a {} request for {} s; "
+        "still waiting",
+        peer(), protocol::OpcodeName(static_cast<uint16_t>(op)),
+        std::chrono::duration<double>(waited).count());
+  }
+  return reply.get();
 }
 
 std::future<Result<Payload>> RpcClient::CallAsync(protocol::Opcode op,

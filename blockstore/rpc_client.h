@@ -8,11 +8,17 @@
 // later call completes with Unavailable. A broken client never recovers;
 // reconnecting means building a new one (RemoteBlockStore does that).
 //
+// Calls wait for their reply as long as the connection lives: availability
+// is the host's to give (docs/design.md), so a stalled host stalls them. A
+// wait logs a warning after every `stall_warning` without a reply, naming
+// the peer and the request, so that an operator can see why.
+//
 // Ownership: owns the Connection and the reader thread. The destructor shuts
 // the connection down, joins the reader and fails calls still pending.
 // Thread safety: all methods are safe to call concurrently.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <future>
@@ -33,7 +39,11 @@ namespace enclavefs {
 
 class RpcClient {
  public:
-  explicit RpcClient(std::unique_ptr<Connection> conn);
+  static constexpr std::chrono::milliseconds kDefaultStallWarning{30000};
+
+  explicit RpcClient(
+      std::unique_ptr<Connection> conn,
+      std::chrono::milliseconds stall_warning = kDefaultStallWarning);
   ~RpcClient();
   RpcClient(const RpcClient&) = delete;
   RpcClient& operator=(const RpcClient&) = delete;
@@ -53,6 +63,11 @@ class RpcClient {
                                          std::string_view payload);
   std::future<Result<Payload>> CallAsync(
       protocol::Opcode op, std::span<const std::string_view> parts);
+
+  // Waits for the reply of a CallAsync of `op` and returns it, with the
+  // stall warnings described above.
+  Result<Payload> Await(std::future<Result<Payload>>& reply,
+                        protocol::Opcode op) const;
 
   // True once the connection has failed; calls then fail fast.
   bool broken() const;
@@ -74,6 +89,7 @@ class RpcClient {
   void Break(const Status& reason);
 
   std::unique_ptr<Connection> conn_;
+  const std::chrono::milliseconds stall_warning_;
   std::mutex write_mu_;  // serializes frame writes on conn_
 
   mutable std::mutex mu_;

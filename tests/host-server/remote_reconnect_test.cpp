@@ -1,6 +1,8 @@
 // RemoteBlockStore behaviour when the connection drops, when replies are
 // lost, when the host is gone, under pipelining, and when fenced.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -292,6 +294,48 @@ TEST_F(RemoteReconnectTest, givenHeldGet_whenPing_thenPingAnsweredFirst) {
   auto values = pending.get();
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(values->front(), batch.puts[0].second);
+}
+
+TEST_F(RemoteReconnectTest,
+       givenHostHoldsGet_whenPastStallWarning_thenWarnedAndStillAnswered) {
+  RemoteOptions options = host_.ClientOptions(kVolume);
+  options.stall_warning = std::chrono::milliseconds(50);
+  auto opened = RemoteBlockStore::Open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  auto& store = *opened;
+  CommitBatch batch;
+  batch.puts = {{"k", "v"}};
+  ASSERT_TRUE(store->Commit(batch).ok());
+
+  // Static: a thread of the in-process host may still hold the logger it
+  // fetched when the default is set back below.
+  static const auto sink =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  static const auto capture = std::make_shared<spdlog::logger>("test", sink);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(capture);
+  gate_.Arm(protocol::Opcode::kGet);
+  auto pending = std::async(std::launch::async, [&] {
+    const std::string keys[] = {"k"};
+    return store->Get(keys);
+  });
+  ASSERT_TRUE(gate_.WaitForHeld(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  gate_.Release();
+  auto values = pending.get();
+  spdlog::set_default_logger(previous);
+
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(values->front(), "v");
+  size_t warnings = 0;
+  for (const std::string& line : sink->last_formatted()) {
+    if (line.find("no reply from the host at") != std::string::npos &&
+        line.find("to a GET request") != std::string::npos) {
+      ++warnings;
+    }
+  }
+  // One warning per 50 ms held, give or take the scheduler.
+  EXPECT_GE(warnings, 2u);
 }
 
 TEST_F(RemoteReconnectTest,
