@@ -62,5 +62,9 @@ app_status=0
 wait "$app" || app_status=$?
 # A trapped signal interrupts wait: wait again for the app to finish.
 while kill -0 "$app" 2>/dev/null; do wait "$app" || app_status=$?; done
-enclavefs unmount "$ENCLAVEFS_MOUNT"
-exit "$app_status"
+# Exit 1 from unmount: the final commit failed (it says why), so the last
+# writes did not reach the host. The application's own failure comes first.
+unmount_status=0
+enclavefs unmount "$ENCLAVEFS_MOUNT" || unmount_status=$?
+if [ "$app_status" -ne 0 ]; then exit "$app_status"; fi
+exit "$unmount_status"

@@ -70,6 +70,11 @@ std::string PidFilePath(const std::string& run_dir,
   return run_dir + "/mount" + EscapePath(mountpoint) + ".pid";
 }
 
+std::string FinalErrorPath(const std::string& run_dir,
+                           const std::string& mountpoint) {
+  return run_dir + "/mount" + EscapePath(mountpoint) + ".error";
+}
+
 std::string DefaultLogPath(const std::string& run_dir,
                            const std::string& volume) {
   return run_dir + "/" + volume + ".log";
@@ -120,6 +125,7 @@ struct MountPlan {
   bool takeover = false;
   std::string mountpoint;  // absolute
   std::string pid_file;
+  std::string error_file;
   std::string log_file;
   VolumeOptions volume;
   FuseMountOptions fuse;
@@ -197,6 +203,7 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   stdfs::create_directories(run_dir, ec);
   if (ec) return Usage("cannot create " + run_dir + ": " + ec.message());
   plan->pid_file = PidFilePath(run_dir, plan->mountpoint);
+  plan->error_file = FinalErrorPath(run_dir, plan->mountpoint);
   if (auto pid = ReadPid(plan->pid_file); pid && DaemonAlive(*pid)) {
     return Outcome::Fail(ExitCode::kFailure,
                          plan->mountpoint +
@@ -301,6 +308,8 @@ int Serve(const MountPlan& plan, int ready_fd) {
     return finish(Outcome::Fail(usage ? ExitCode::kUsage : ExitCode::kFailure,
                                 server.status().message()));
   }
+  std::error_code ec;
+  stdfs::remove(plan.error_file, ec);  // an earlier daemon's, never collected
   {
     std::ofstream pid(plan.pid_file, std::ios::trunc);
     pid << getpid() << "\n";
@@ -309,12 +318,13 @@ int Serve(const MountPlan& plan, int ready_fd) {
       Outcome{ExitCode::kOk, "mounted " + opened + " on " + plan.mountpoint});
   Status served = (*server)->Run();
   server->reset();
-  std::error_code ec;
-  stdfs::remove(plan.pid_file, ec);
   if (!served.ok()) {
     spdlog::error("unmounted with an error: {}", served.ToString());
-    return static_cast<int>(ExitCode::kFailure);
+    std::ofstream(plan.error_file, std::ios::trunc)
+        << served.ToString() << "\n";
   }
+  stdfs::remove(plan.pid_file, ec);
+  if (!served.ok()) return static_cast<int>(ExitCode::kFailure);
   spdlog::info("unmounted {}; volume committed and released", plan.mountpoint);
   return 0;
 }
@@ -422,6 +432,17 @@ int RunUnmount(const CliOptions& o) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     stdfs::remove(pid_file, ec);  // stale if the daemon died without cleanup
+  }
+  const std::string error_file = FinalErrorPath(RunDirectory(), mountpoint);
+  if (std::ifstream in(error_file); in) {
+    std::string why;
+    std::getline(in, why);
+    std::error_code ec;
+    stdfs::remove(error_file, ec);
+    return Report(Outcome::Fail(
+        ExitCode::kFailure,
+        "unmounted " + mountpoint + ", but the final commit failed (" + why +
+            "): changes since the last commit or fsync are lost"));
   }
   std::printf("unmounted %s\n", mountpoint.c_str());
   return 0;

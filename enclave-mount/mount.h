@@ -32,6 +32,12 @@ std::string PidFilePath(const std::string& run_dir,
 // the number of a daemon that died without removing its pid file.
 bool DaemonAlive(pid_t pid);
 
+// <run_dir>/mount<escaped mountpoint>.error: the reason a daemon's final
+// commit failed, written just before it removes its pid file, so that
+// `enclavefs unmount` can report it (and removes it).
+std::string FinalErrorPath(const std::string& run_dir,
+                           const std::string& mountpoint);
+
 // <run_dir>/<volume>.log: the background daemon's log unless --log-file.
 std::string DefaultLogPath(const std::string& run_dir,
                            const std::string& volume);

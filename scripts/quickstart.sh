@@ -52,13 +52,15 @@ mounted() {
 unmount() {
   if ! mounted; then
     echo "nothing mounted at $MNT"
-  elif [ -x "$EFS_BIN" ] && "$EFS_BIN" unmount "$MNT"; then
-    :
-  else
-    # The daemon died: `enclavefs unmount` cannot wait for it, drop the mount.
-    echo "enclavefs unmount failed; running fusermount3 -u $MNT" >&2
-    fusermount3 -u "$MNT"
+    return
   fi
+  # A failure after the unmount itself (the final commit failed) is reported
+  # by enclavefs and leaves nothing mounted.
+  if [ -x "$EFS_BIN" ] && "$EFS_BIN" unmount "$MNT" || ! mounted; then
+    return
+  fi
+  echo "enclavefs unmount failed; running fusermount3 -u $MNT" >&2
+  fusermount3 -u "$MNT"
 }
 
 stop() {
