@@ -82,34 +82,25 @@ std::string DefaultLogPath(const std::string& run_dir,
 
 namespace {
 
-struct ProcState {
-  std::string comm;
-  char state = '?';
-};
-
-// /proc/<pid>/stat is "pid (comm) state ..."; comm may hold spaces and ')'.
-std::optional<ProcState> ReadProcState(const std::string& pid) {
-  std::ifstream in("/proc/" + pid + "/stat");
+// The state letter of /proc/<pid>/stat ("pid (comm) state ..."; comm may
+// hold spaces and ')'), or nullopt once the process is gone.
+std::optional<char> ProcessState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
   if (!std::getline(in, line)) return std::nullopt;
-  const size_t open = line.find('(');
   const size_t close = line.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open ||
-      close + 2 >= line.size()) {
+  if (close == std::string::npos || close + 2 >= line.size()) {
     return std::nullopt;
   }
-  return ProcState{line.substr(open + 1, close - open - 1), line[close + 2]};
+  return line[close + 2];
 }
 
 }  // namespace
 
 bool DaemonAlive(pid_t pid) {
   if (pid <= 0) return false;
-  const std::optional<ProcState> process = ReadProcState(std::to_string(pid));
-  const std::optional<ProcState> self = ReadProcState("self");
-  if (!process || !self) return false;
-  return process->state != 'Z' && process->state != 'X' &&
-         process->comm == self->comm;
+  const std::optional<char> state = ProcessState(pid);
+  return state && *state != 'Z' && *state != 'X';
 }
 
 namespace {

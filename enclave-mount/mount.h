@@ -26,10 +26,12 @@ std::string EscapePath(const std::string& path);
 std::string PidFilePath(const std::string& run_dir,
                         const std::string& mountpoint);
 
-// True if pid is a running process of this program, as the daemon named by
-// a pid file is. False for a daemon that was killed but not yet reaped (a
-// zombie: kill(pid, 0) still succeeds) and for another program that reuses
-// the number of a daemon that died without removing its pid file.
+// True if pid is a running process. False for one that has exited but is
+// not yet reaped (a zombie, for which kill(pid, 0) still succeeds), as a
+// killed daemon is until its parent or init collects it. A pid reused by
+// another program still counts: telling programs apart by name or binary
+// would fail for a renamed or upgraded enclavefs, and unmount would then
+// stop waiting for a daemon that is still committing.
 bool DaemonAlive(pid_t pid);
 
 // <run_dir>/mount<escaped mountpoint>.error: the reason a daemon's final
