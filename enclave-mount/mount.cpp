@@ -151,6 +151,14 @@ uint64_t AutoCacheSize() {
 
 Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->target = o.target;
+  // The daemon runs in /: a relative socket path is resolved here, as key
+  // and anchor files are.
+  constexpr std::string_view kUnix = "unix:";
+  std::string& host = plan->target.host;
+  if (host.starts_with(kUnix) && host.size() > kUnix.size() &&
+      host[kUnix.size()] != '/') {
+    host = std::string(kUnix) + Absolute(host.substr(kUnix.size()));
+  }
   plan->takeover = o.takeover;
   std::error_code ec;
   if (!stdfs::is_directory(o.mountpoint, ec)) {

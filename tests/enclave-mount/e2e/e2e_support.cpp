@@ -291,11 +291,12 @@ int E2eVolume::StopHost(bool kill9) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-CommandResult E2eVolume::Mount(const std::vector<std::string>& extra) {
+CommandResult E2eVolume::Mount(const std::vector<std::string>& extra,
+                               const std::string& host) {
   std::vector<std::string> args = {"--log-file", dir() + "/mount.log",
                                    mountpoint_};
   args.insert(args.end(), extra.begin(), extra.end());
-  CommandResult result = Enclavefs("mount", args);
+  CommandResult result = Enclavefs("mount", args, host);
   if (result.exit_code == 0) {
     mounted_ = true;
     daemon_pid_ = ParseDaemonPid(result.output);
@@ -334,12 +335,15 @@ bool E2eVolume::ForceUnmount() {
 }
 
 CommandResult E2eVolume::Enclavefs(const std::string& subcommand,
-                                   const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {kEnclavefsBinary, subcommand, "--host",
-                                   host_address(),   "--volume", kVolume,
-                                   "--key-file",     key_file_};
+                                   const std::vector<std::string>& extra,
+                                   const std::string& host) {
+  std::vector<std::string> argv = {
+      kEnclavefsBinary, subcommand,
+      "--host",         host.empty() ? host_address() : host,
+      "--volume",       kVolume,
+      "--key-file",     key_file_};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  return RunIn(argv, "", dir() + "/run");
+  return RunIn(argv, dir(), dir() + "/run");
 }
 
 void E2eVolume::CleanUp() {

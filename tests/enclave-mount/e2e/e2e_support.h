@@ -116,7 +116,10 @@ class E2eVolume {
 
   // `enclavefs mount` in background mode with the volume's key, plus
   // `extra` arguments. On success the mount is live and daemon_pid() set.
-  CommandResult Mount(const std::vector<std::string>& extra = {});
+  // `host`: the --host value, host_address() if empty; enclavefs commands
+  // run in dir(), so a relative unix path is taken from there.
+  CommandResult Mount(const std::vector<std::string>& extra = {},
+                      const std::string& host = "");
   // `enclavefs unmount MOUNTPOINT` (waits for the daemon's final commit).
   CommandResult Unmount();
   // SIGKILL to the mount daemon; true once it is gone. The dead mount
@@ -132,7 +135,8 @@ class E2eVolume {
   // Any enclavefs subcommand needing --host, --volume and the key
   // (format, fsck, info): e.g. Enclavefs("fsck").
   CommandResult Enclavefs(const std::string& subcommand,
-                          const std::vector<std::string>& extra = {});
+                          const std::vector<std::string>& extra = {},
+                          const std::string& host = "");
 
  private:
   void Setup(const std::string& quota);

@@ -144,6 +144,25 @@ TEST(HostCrashTest, givenUnloggedUploads_whenHostKilled_thenMountFenced) {
   EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
 }
 
+// The daemon runs in /, so the mount command resolves a relative socket
+// path before it starts, as it does key files.
+TEST(MountCommandTest,
+     givenRelativeUnixSocket_whenMounted_thenDataReachesHost) {
+  E2eVolume volume;
+  ASSERT_TRUE(volume.ok()) << volume.setup_error();
+  CommandResult mounted = volume.Mount({}, "unix:host.sock");
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  const std::string data = PatternBytes(17, 100000);
+  ASSERT_TRUE(WriteFileSynced(volume.Path("f"), data));
+  CommandResult unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(volume.Path("f")), data);
+  unmounted = volume.Unmount();
+  EXPECT_EQ(unmounted.exit_code, 0) << unmounted.output;
+}
+
 TEST_F(PersistenceTest,
        givenUnmountedVolume_whenHostKilled_thenRemountSeesData) {
   const std::string data = PatternBytes(13, 1 << 20);
