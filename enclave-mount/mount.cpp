@@ -29,6 +29,7 @@
 #include <optional>
 #include <thread>
 
+#include "blockstore/transport.h"
 #include "blockstore/units.h"
 #include "enclave-mount/commands.h"
 #include "enclave-mount/fuse_ops.h"
@@ -152,12 +153,11 @@ uint64_t AutoCacheSize() {
 Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->target = o.target;
   // The daemon runs in /: a relative socket path is resolved here, as key
-  // and anchor files are.
-  constexpr std::string_view kUnix = "unix:";
-  std::string& host = plan->target.host;
-  if (host.starts_with(kUnix) && host.size() > kUnix.size() &&
-      host[kUnix.size()] != '/') {
-    host = std::string(kUnix) + Absolute(host.substr(kUnix.size()));
+  // and anchor files are. A bad address is reported by the lease.
+  if (Result<Address> address = ParseAddress(plan->target.host);
+      address.ok() && address->kind == Address::Kind::kUnix) {
+    address->path = Absolute(address->path);
+    plan->target.host = address->ToString();
   }
   plan->takeover = o.takeover;
   std::error_code ec;

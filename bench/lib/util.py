@@ -287,18 +287,21 @@ def pids_naming(text):
     return _pids_with_an_arg(lambda a: text.encode() in a)
 
 
+def wait_gone(pid, timeout):
+    """True once pid has exited (a zombie counts), False after timeout s."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
 def stop_pid(pid, grace):
     """Waits up to grace seconds for pid to exit by itself, then SIGTERMs it
     (only ever called for processes this run started)."""
-    deadline = time.monotonic() + grace
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(pid):
+    if not wait_gone(pid, grace):
         warn(f"pid {pid} still running after {grace} s; sending SIGTERM")
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_gone(pid, 10)
 
 
 def fuse_unmount(path):

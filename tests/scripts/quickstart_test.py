@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -18,13 +17,6 @@ QUICKSTART = os.path.join(ROOT, "scripts", "quickstart.sh")
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
 import util  # noqa: E402
 BUILD_DIR = None
-
-
-def wait_gone(pid, timeout=10):
-    deadline = time.monotonic() + timeout
-    while util.pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not util.pid_alive(pid)
 
 
 class QuickstartTest(unittest.TestCase):
@@ -40,7 +32,7 @@ class QuickstartTest(unittest.TestCase):
             subprocess.run(["fusermount3", "-u", self.mnt])
         for pid in util.pids_naming(self.tmp):
             os.kill(pid, signal.SIGTERM)
-            wait_gone(pid)
+            util.wait_gone(pid, 10)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def quickstart(self, *args):
@@ -78,7 +70,7 @@ class QuickstartTest(unittest.TestCase):
         # for the new host, not take the stale sockets for it.
         host = self.host_pid()
         os.kill(host, signal.SIGKILL)
-        self.assertTrue(wait_gone(host))
+        self.assertTrue(util.wait_gone(host, 10))
         self.assertIn("EnclaveFS is running", self.quickstart())
         self.assertNotEqual(self.host_pid(), host)
         self.write_file("after", b"written after the restart\n")
@@ -98,7 +90,7 @@ class QuickstartTest(unittest.TestCase):
         self.write_file("kept", b"synced before the daemon died\n")
         daemon = self.mount_daemon_pid()
         os.kill(daemon, signal.SIGKILL)
-        self.assertTrue(wait_gone(daemon))
+        self.assertTrue(util.wait_gone(daemon, 10))
 
         out = self.quickstart()
         self.assertIn("removing the dead mount", out)
