@@ -237,6 +237,20 @@ void OnGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   ReplyAttr(req, FsOf(req).GetAttr(ino));
 }
 
+// The kernel asks only a mount without default_permissions, whose callers
+// are all root (FuseOptionString). Root may read and write anything but
+// execute only a directory or a file with an x bit, as on a local disk;
+// without this op the kernel would let access(X_OK) pass for every file.
+void OnAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
+  const Result<InodeAttr> attr = FsOf(req).GetAttr(ino);
+  if (!attr.ok()) return ReplyStatus(req, attr.status());
+  const bool may_execute = S_ISDIR(attr->mode) || (attr->mode & 0111) != 0;
+  if ((mask & X_OK) && !may_execute) {
+    return ReplyStatus(req, Status::PermissionDenied("no execute bit"));
+  }
+  fuse_reply_err(req, 0);
+}
+
 void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                fuse_file_info*) {
   SetAttrRequest change;
@@ -573,6 +587,7 @@ fuse_lowlevel_ops MakeOps(bool xattrs) {
   ops.forget = OnForget;
   ops.forget_multi = OnForgetMulti;
   ops.getattr = OnGetattr;
+  ops.access = OnAccess;
   ops.setattr = OnSetattr;
   ops.readlink = OnReadlink;
   ops.mknod = OnMknod;

@@ -105,6 +105,49 @@ class RefusalTest(unittest.TestCase):
             finally:
                 subprocess.run(["umount", small], check=True)
 
+    def run_with_only_apt_get(self, *args):
+        """Runs bench/run with a PATH that holds nothing but a stand-in
+        apt-get, which logs its arguments and fails the install, so every
+        tool the native seqwrite job needs is missing; returns the result
+        and the apt-get calls."""
+        with tempfile.TemporaryDirectory() as tmp:
+            calls = os.path.join(tmp, "calls")
+            bin_dir = os.path.join(tmp, "bin")
+            os.mkdir(bin_dir)
+            apt_get = os.path.join(bin_dir, "apt-get")
+            with open(apt_get, "w") as f:
+                f.write(f'#!/bin/sh\necho "$*" >> {calls}\n'
+                        '[ "$1" = update ] || exit 100\n')
+            os.chmod(apt_get, 0o755)
+            result = subprocess.run(
+                [sys.executable, RUN, "--no-docs", "--systems", "native",
+                 "--jobs", "seqwrite", "--workdir", os.path.join(tmp, "w"),
+                 *args],
+                capture_output=True, text=True, timeout=60,
+                env=dict(os.environ, PATH=bin_dir))
+            if not os.path.exists(calls):
+                return result, []
+            with open(calls) as f:
+                return result, f.read().splitlines()
+
+    @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
+    def test_missing_tools_are_installed(self):
+        result, calls = self.run_with_only_apt_get()
+        self.assertEqual(calls, ["update -qq",
+                                 "install -y -qq fio fuse3 gnuplot-nox"])
+        self.assertIn("==> installing fio fuse3 gnuplot-nox", result.stdout)
+        self.assert_refused(result, 1, "install -y -qq fio fuse3 gnuplot-nox "
+                            "exited 100")
+
+    @unittest.skipUnless(os.geteuid() == 0, "bench/run runs as root only")
+    def test_no_install_deps_names_the_missing_tools(self):
+        result, calls = self.run_with_only_apt_get("--no-install-deps",
+                                                   "--no-charts")
+        self.assertEqual(calls, [])
+        self.assert_refused(result, 1,
+                            "install them with\n  apt-get install -y fio "
+                            "fuse3\n")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -415,12 +415,20 @@ TEST_F(NamespaceTest, givenRootOnlyMount_whenAccessing_thenAsOnLocalDisk) {
   ASSERT_TRUE(WriteFileSynced(P("script"), "#!/bin/sh\nexit 7\n"));
   ASSERT_EQ(chmod(P("script").c_str(), 0644), 0);
   EXPECT_EQ(ExecStatus(P("script")), -EACCES);
+  EXPECT_EQ(Errno(access(P("script").c_str(), X_OK)), EACCES);
+  EXPECT_EQ(Errno(faccessat(AT_FDCWD, P("script").c_str(), R_OK | X_OK, 0)),
+            EACCES);
   ASSERT_EQ(chmod(P("script").c_str(), 0744), 0);
   EXPECT_EQ(ExecStatus(P("script")), 7);
+  EXPECT_EQ(access(P("script").c_str(), X_OK), 0);
+
+  ASSERT_EQ(mkdir(P("shut").c_str(), 0), 0);
+  EXPECT_EQ(access(P("shut").c_str(), R_OK | W_OK | X_OK), 0);
 
   ASSERT_TRUE(WriteFileSynced(P("locked"), "root reads it"));
   ASSERT_EQ(chmod(P("locked").c_str(), 0), 0);
   EXPECT_EQ(ReadFile(P("locked")), "root reads it");
+  EXPECT_EQ(access(P("locked").c_str(), R_OK | W_OK), 0);
 
   ASSERT_EQ(chmod(P("script").c_str(), 0777), 0);
   const std::vector<int> got = RunAsNobody({
