@@ -121,6 +121,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t offset,
     return Status::OutOfRange("write past the maximum file size");
   }
   Volume::Operation op = volume_->BeginOperation();
+  EFS_RETURN_IF_ERROR(volume_->CheckRoom());
   InodeLocks locks = impl_->LockInodes({ino});
   EFS_ASSIGN_OR_RETURN(InodeRecord rec, impl_->Load(ino));
   EFS_RETURN_IF_ERROR(CheckRegularForIo(rec));

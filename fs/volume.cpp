@@ -218,7 +218,10 @@ void Volume::TimerLoop() {
                              [this] { return stopping_; })) {
     lock.unlock();
     Status s = Commit(false);
-    if (!s.ok()) spdlog::warn("volume: timed commit failed: {}", s.ToString());
+    // A refusal for room was said once, when it began (NoteRoomLocked).
+    if (!s.ok() && !IsNoRoom(s)) {
+      spdlog::warn("volume: timed commit failed: {}", s.ToString());
+    }
     lock.lock();
   }
 }
@@ -276,7 +279,9 @@ void Volume::RunDeferredCommit() {
   std::unique_lock lock(mu_);
   if (DirtyBytesLocked() < options_.dirty_limit_bytes) return;
   Status s = CommitLocked(false);
-  if (!s.ok()) spdlog::warn("volume: deferred commit failed: {}", s.ToString());
+  if (!s.ok() && !IsNoRoom(s)) {
+    spdlog::warn("volume: deferred commit failed: {}", s.ToString());
+  }
 }
 
 Status Volume::CheckWritable() const { return failed_; }
@@ -341,8 +346,15 @@ Result<uint64_t> Volume::NextId() {
 }
 
 void Volume::Retire(const std::string& name) {
-  // An uploading block is deleted by the uploader once it is stored.
-  if (pending_.erase(name) > 0 || uploading_.erase(name) > 0) return;
+  freed_since_refusal_ = true;
+  if (auto it = pending_.find(name); it != pending_.end()) {
+    const bool stored = it->second.stored;
+    pending_.erase(it);
+    if (!stored) return;
+    uploaded_.push_back(name);  // on the host, like an uploader's block
+  } else if (uploading_.erase(name) > 0) {
+    return;  // the uploader deletes it once it is stored
+  }
   retired_data_.push_back(name);
   cache_.Erase(name);
 }
@@ -667,7 +679,39 @@ size_t Volume::dirty_bytes() const {
   return DirtyBytesLocked();
 }
 
+Status Volume::CheckRoom() const {
+  std::shared_lock lock(mu_);
+  if (refused_.ok() || DirtyBytesLocked() < options_.dirty_limit_bytes) {
+    return Status::Ok();
+  }
+  return refused_;
+}
+
+bool Volume::IsNoRoom(const Status& s) {
+  return s.code() == StatusCode::kQuotaExceeded ||
+         s.code() == StatusCode::kResourceExhausted;
+}
+
+void Volume::NoteRoomLocked(const Status& s) {
+  if (IsNoRoom(s)) {
+    if (refused_.ok()) {
+      spdlog::warn(
+          "volume: the host refused to store more ({}); writes past the "
+          "dirty limit fail with ENOSPC until a commit fits: delete files, "
+          "or raise the volume's quota",
+          s.ToString());
+    }
+    refused_ = s;
+    freed_since_refusal_ = false;
+  } else if (s.ok() && !refused_.ok()) {
+    spdlog::info("volume: the host stores this volume's commits again");
+    refused_ = Status::Ok();
+  }
+}
+
 Status Volume::MaybeCommitLocked() {
+  // Nothing freed since the host refused: the same commit would fail again.
+  if (!refused_.ok() && !freed_since_refusal_) return Status::Ok();
   if (options_.write_behind_bytes > 0 &&
       pending_.size() * block_size() > options_.write_behind_bytes) {
     WakeUploaderLocked();
@@ -700,6 +744,7 @@ Status Volume::CommitLocked(bool durable) {
   if (!dirty_) return Status::Ok();
   Status s = CommitDirtyLocked(durable);
   FailIfFencedLocked(s);
+  NoteRoomLocked(s);
   return failed_.ok() ? s : failed_;
 }
 
@@ -711,6 +756,7 @@ void Volume::FailIfFencedLocked(const Status& s) {
 
 Status Volume::CommitDirtyLocked(bool durable) {
   EFS_RETURN_IF_ERROR(ReclaimUploadingLocked());
+  EFS_RETURN_IF_ERROR(DeleteRetiredUploadsLocked());
   EFS_RETURN_IF_ERROR(UploadPendingLocked());
   EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));
   RootRecord next = root_;

@@ -212,6 +212,14 @@ class Volume : private NodeLoader {
   // Bytes of sealed state waiting for the next commit.
   size_t dirty_bytes() const;
 
+  // Ok, unless the host refused this volume's last commit or upload for
+  // lack of room (QuotaExceeded, or ResourceExhausted: its disk is full)
+  // and the dirty bytes have reached the limit: then that refusal. Writers
+  // that add data call it before their first change, so a refused write
+  // changes nothing and memory stays bounded while the volume is full.
+  // Deletes are never refused; the freed room lets the next commit fit.
+  Status CheckRoom() const;
+
  private:
   // A data block written since the last commit: plaintext only, sealed by
   // the commit. The tree's extent entry names it with a placeholder tag
@@ -226,6 +234,9 @@ class Volume : private NodeLoader {
     // One write gave all of its bytes. The kernel's page cache holds them
     // (writeback cache), so once sealed the block skips this cache.
     bool whole = false;
+    // A commit that then failed stored it: the host holds it (and counts
+    // it against the quota), so retiring it must delete it there.
+    bool stored = false;
   };
 
   Volume(std::shared_ptr<BlockStore> store, std::unique_ptr<VolumeKeys> keys,
@@ -261,6 +272,16 @@ class Volume : private NodeLoader {
   // turns read-only like after a refused root swap, and says so once.
   // REQUIRES mu_ exclusive.
   void FailIfFencedLocked(const Status& s);
+  // QuotaExceeded or ResourceExhausted: the host had no room for a batch.
+  static bool IsNoRoom(const Status& s);
+  // Enters (saying so once) or leaves the refused state of CheckRoom after
+  // a commit or upload ended with `s`. REQUIRES mu_ exclusive.
+  void NoteRoomLocked(const Status& s);
+  // Deletes the blocks stored since the last commit and retired since:
+  // neither root reaches them, so deleting them first is safe, and at the
+  // quota their room is what lets the rest of the commit in.
+  // REQUIRES mu_ exclusive.
+  Status DeleteRetiredUploadsLocked();
   // Host keys the committed tree does not reach. REQUIRES mu_ held.
   Result<std::vector<std::string>> ListUnreferencedLocked(GcReport& report);
   // Stores `blocks` (fresh names only), moving them out, in as many plain
@@ -351,6 +372,12 @@ class Volume : private NodeLoader {
   uint64_t next_id_;                       // GUARDED_BY(mu_)
   bool dirty_ = false;                     // GUARDED_BY(mu_)
   Status failed_;                          // GUARDED_BY(mu_)
+  // The host's refusal for lack of room (CheckRoom); Ok once a commit lands.
+  Status refused_;  // GUARDED_BY(mu_)
+  // Data blocks were retired since the refusal: a commit may fit now. Until
+  // then dirty-limit commits and write-behind wait (fsync and the timer
+  // still try, for a quota raised meanwhile).
+  bool freed_since_refusal_ = false;  // GUARDED_BY(mu_)
 
   // The commit gate (writer-preferring): Operations and commits exclude each
   // other; a waiting commit blocks new Operations.

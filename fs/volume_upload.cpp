@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <iterator>
+#include <unordered_set>
 
 #include "blockstore/protocol.h"
 #include "fs/volume.h"
@@ -69,7 +70,9 @@ Status Volume::SealAndStore(
     block->tag = sealed.tag;
     batch.puts.emplace_back(*name, std::move(sealed.bytes));
   }
-  return store_->Commit(batch);
+  EFS_RETURN_IF_ERROR(store_->Commit(batch));
+  for (const auto& [name, block] : blocks) block->stored = true;
+  return Status::Ok();
 }
 
 Status Volume::UploadBlocks(
@@ -87,6 +90,28 @@ Status Volume::UploadBlocks(
       bytes = 0;
     }
   }
+  return Status::Ok();
+}
+
+Status Volume::DeleteRetiredUploadsLocked() {
+  if (uploaded_.empty() || retired_data_.empty()) return Status::Ok();
+  const std::unordered_set<std::string> retired(retired_data_.begin(),
+                                                retired_data_.end());
+  std::vector<std::string> unreachable;
+  for (const std::string& name : uploaded_) {
+    if (retired.contains(name)) unreachable.push_back(name);
+  }
+  for (size_t i = 0; i < unreachable.size(); i += kMaxBatchKeys) {
+    CommitBatch batch;
+    batch.deletes.assign(
+        unreachable.begin() + i,
+        unreachable.begin() + std::min(unreachable.size(), i + kMaxBatchKeys));
+    EFS_RETURN_IF_ERROR(store_->Commit(batch));
+  }
+  const std::unordered_set<std::string> gone(unreachable.begin(),
+                                             unreachable.end());
+  std::erase_if(uploaded_, [&](const auto& n) { return gone.contains(n); });
+  std::erase_if(retired_data_, [&](const auto& n) { return gone.contains(n); });
   return Status::Ok();
 }
 
@@ -149,7 +174,10 @@ bool Volume::UploadOnce() {
   {
     std::unique_lock lock(mu_);
     const size_t low_water = options_.write_behind_bytes / 2 / block_size();
-    if (!failed_.ok() || pending_.size() <= low_water) return false;
+    // While the host refuses room, the commit sends what it can.
+    if (!failed_.ok() || !refused_.ok() || pending_.size() <= low_water) {
+      return false;
+    }
     std::vector<std::map<std::string, PendingData>::iterator> oldest;
     oldest.reserve(pending_.size());
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
@@ -178,6 +206,7 @@ bool Volume::UploadOnce() {
   {
     std::unique_lock lock(mu_);
     FailIfFencedLocked(stored);
+    if (IsNoRoom(stored)) NoteRoomLocked(stored);
     for (auto& [name, block] : batch) {
       auto node = uploading_.extract(name);
       if (node.empty()) {
@@ -198,7 +227,7 @@ bool Volume::UploadOnce() {
     }
   }
   if (!stored.ok()) {
-    if (stored.code() != StatusCode::kFenced) {
+    if (stored.code() != StatusCode::kFenced && !IsNoRoom(stored)) {
       spdlog::warn(
           "volume: write-behind upload failed, the commit will retry: {}",
           stored.ToString());

@@ -25,6 +25,10 @@ namespace enclavefs::testing {
 
 class TamperingBlockStore : public BlockStore {
  public:
+  TamperingBlockStore() = default;
+  // A store that refuses growth past `quota_bytes` (0: none), as the host.
+  explicit TamperingBlockStore(uint64_t quota_bytes) : inner_(quota_bytes) {}
+
   Result<GetResult> Get(std::span<const std::string> keys) override {
     {
       std::lock_guard lock(mu_);

@@ -395,6 +395,59 @@ TEST(VolumeTest, givenFencedStore_whenCommitFails_thenReadOnlyWithoutRetries) {
   EXPECT_EQ(env.store().commit_calls(), tried);
 }
 
+// A commit the quota stops part way leaves the batches it stored on the
+// host. Deleting their file must free them there, or the room stays taken.
+TEST(VolumeTest,
+     givenCommitStoppedByQuota_whenItsFileIsDeleted_thenTheRoomComesBack) {
+  VolumeEnv env(SmallParams(), 10u << 20);
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 0;
+  auto volume = env.MustOpen(options);
+  // 12 MiB in two upload batches (8 and 4 MiB): one fits, the other not.
+  for (uint64_t i = 0; i < 3072; ++i) {
+    ASSERT_TRUE(volume->WriteData(7, i, Block('a')).ok());
+  }
+  EXPECT_EQ(volume->Commit(true).code(), StatusCode::kQuotaExceeded);
+  EXPECT_FALSE(env.DataKeys().empty());
+  ASSERT_TRUE(volume->DeleteData(7, 0).ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_TRUE(env.DataKeys().empty());
+  // The whole quota is free again: 8 MiB of another file fit.
+  for (uint64_t i = 0; i < 2048; ++i) {
+    ASSERT_TRUE(volume->WriteData(8, i, Block('b')).ok());
+  }
+  EXPECT_TRUE(volume->Commit(true).ok());
+  EXPECT_EQ(env.DataKeys().size(), 2048u);
+}
+
+// A full volume refuses more data up front, stops asking the host until
+// something is freed, and takes writes again once a commit fits.
+TEST(
+    VolumeTest,
+    givenQuotaReached_whenWritingAndDeleting_thenRoomIsCheckedUntilACommitFits) {
+  VolumeEnv env(SmallParams(), 1u << 20);
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 0;
+  options.dirty_limit_bytes = 256u << 10;
+  auto volume = env.MustOpen(options);
+  EXPECT_TRUE(volume->CheckRoom().ok());
+  Status written;
+  for (uint64_t i = 0; i < 1024 && written.ok(); ++i) {
+    written = volume->WriteData(1, i, Block('a'));
+  }
+  ASSERT_EQ(written.code(), StatusCode::kQuotaExceeded) << written.ToString();
+  EXPECT_EQ(volume->CheckRoom().code(), StatusCode::kQuotaExceeded);
+  const size_t asked = env.store().commit_calls();
+  ASSERT_TRUE(volume->Put("k", "v").ok());
+  EXPECT_EQ(env.store().commit_calls(), asked);
+  ASSERT_TRUE(volume->DeleteData(1, 0).ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_TRUE(volume->CheckRoom().ok());
+  EXPECT_TRUE(env.DataKeys().empty());
+  ASSERT_TRUE(volume->WriteData(2, 0, Block('b')).ok());
+  EXPECT_TRUE(volume->Commit(true).ok());
+}
+
 TEST(
     VolumeTest,
     givenTwoMountsOfOneStore_whenBothCommit_thenSecondGetsConflictAndNothingIsOverwritten) {

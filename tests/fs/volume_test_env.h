@@ -52,8 +52,9 @@ inline VolumeOptions ManualOptions() {
 
 class VolumeEnv {
  public:
-  explicit VolumeEnv(FormatParams params = SmallParams())
-      : store_(std::make_shared<TamperingBlockStore>()) {
+  explicit VolumeEnv(FormatParams params = SmallParams(),
+                     uint64_t quota_bytes = 0)
+      : store_(std::make_shared<TamperingBlockStore>(quota_bytes)) {
     auto created = CreateVolumeHeader(params, TestKeySource());
     EXPECT_TRUE(created.ok()) << created.status().ToString();
     header_ = created->first;

@@ -2,6 +2,7 @@
 // the host service, graceful (SIGTERM) or not (SIGKILL).
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -138,6 +139,51 @@ TEST(HostCrashTest, givenUnloggedUploads_whenHostKilled_thenMountFenced) {
   mounted = volume.Mount();
   ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
   EXPECT_EQ(ReadFile(volume.Path("before")), before);
+  unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  CommandResult fsck = volume.Enclavefs("fsck");
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+}
+
+// Free bytes as statfs reports them (from the host's count of the volume).
+uint64_t FreeBytes(const std::string& path) {
+  struct statvfs st {};
+  if (statvfs(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+// Filled past its quota, a volume fails the fsync with ENOSPC. Deleting the
+// file that did not fit is never refused, its room comes back at the next
+// commit, and the volume takes writes again with nothing lost.
+TEST(QuotaTest, givenVolumeFilledPastQuota_whenFileDeleted_thenRoomComesBack) {
+  constexpr size_t kMiB = 1u << 20;
+  E2eVolume volume("48MiB");
+  ASSERT_TRUE(volume.ok()) << volume.setup_error();
+  CommandResult mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  const std::string keep = PatternBytes(21, 4 * kMiB);
+  ASSERT_TRUE(WriteFileSynced(volume.Path("keep"), keep));
+
+  EXPECT_FALSE(
+      WriteFileSynced(volume.Path("big"), PatternBytes(22, 256 * kMiB)));
+  EXPECT_EQ(errno, ENOSPC) << std::strerror(errno);
+  ASSERT_EQ(unlink(volume.Path("big").c_str()), 0) << std::strerror(errno);
+  // The timed commit (every 5 s) returns the room; a minute is far beyond.
+  for (int i = 0; i < 600 && FreeBytes(volume.Path("")) < 40 * kMiB; ++i) {
+    usleep(100'000);
+  }
+  EXPECT_GE(FreeBytes(volume.Path("")), 40 * kMiB);
+  const std::string again = PatternBytes(23, 32 * kMiB);
+  EXPECT_TRUE(WriteFileSynced(volume.Path("again"), again))
+      << std::strerror(errno);
+
+  CommandResult unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(volume.Path("keep")), keep);
+  EXPECT_EQ(ReadFile(volume.Path("again")), again);
+  EXPECT_EQ(access(volume.Path("big").c_str(), F_OK), -1);
   unmounted = volume.Unmount();
   ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
   CommandResult fsck = volume.Enclavefs("fsck");
