@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <unordered_set>
 #include <utility>
@@ -25,6 +26,9 @@ constexpr size_t kReadAheadBatchBytes = 512u << 10;
 constexpr size_t kReadAheadWorkers = 4;
 constexpr size_t kListPage = 4096;
 constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
+// Buffered data a commit at the quota sends in its root batch: with the
+// tree nodes and up to 65,535 deletes, under the wire's 64 MiB frame.
+constexpr size_t kOneBatchDataBytes = 56u << 20;
 
 std::string Hex(std::string_view bytes) { return HexEncode(AsBytes(bytes)); }
 
@@ -681,9 +685,8 @@ size_t Volume::dirty_bytes() const {
 
 Status Volume::CheckRoom() const {
   std::shared_lock lock(mu_);
-  if (refused_.ok() || DirtyBytesLocked() < options_.dirty_limit_bytes) {
-    return Status::Ok();
-  }
+  const size_t limit = std::min(options_.dirty_limit_bytes, kOneBatchDataBytes);
+  if (refused_.ok() || DirtyBytesLocked() < limit) return Status::Ok();
   return refused_;
 }
 
@@ -757,7 +760,17 @@ void Volume::FailIfFencedLocked(const Status& s) {
 Status Volume::CommitDirtyLocked(bool durable) {
   EFS_RETURN_IF_ERROR(ReclaimUploadingLocked());
   EFS_RETURN_IF_ERROR(DeleteRetiredUploadsLocked());
-  EFS_RETURN_IF_ERROR(UploadPendingLocked());
+  // At the quota, new blocks stored ahead of the root batch would be judged
+  // without the deletes that make room for them: they go in that batch,
+  // which the host judges by its net growth.
+  const bool one_batch =
+      !refused_.ok() && pending_.size() * block_size() <= kOneBatchDataBytes;
+  std::vector<std::pair<std::string, std::string>> data_puts;
+  if (one_batch) {
+    EFS_ASSIGN_OR_RETURN(data_puts, SealPendingLocked());
+  } else {
+    EFS_RETURN_IF_ERROR(UploadPendingLocked());
+  }
   EFS_ASSIGN_OR_RETURN(FlushedTree flushed, tree_.Flush(*sealer_));
   RootRecord next = root_;
   ++next.generation;
@@ -780,14 +793,21 @@ Status Volume::CommitDirtyLocked(bool durable) {
   uploaded.reserve(uploaded.size() + pending_.size() + flushed.puts.size());
   for (const auto& [name, pending] : pending_) uploaded.push_back(name);
   for (const auto& put : flushed.puts) uploaded.push_back(put.first);
-  EFS_RETURN_IF_ERROR(UploadBlocks(flushed.puts));
-
   CommitBatch batch;
   batch.puts.emplace_back(std::string(kRootKey), sealed_root.bytes);
+  if (one_batch) {
+    std::move(data_puts.begin(), data_puts.end(),
+              std::back_inserter(batch.puts));
+    std::move(flushed.puts.begin(), flushed.puts.end(),
+              std::back_inserter(batch.puts));
+  } else {
+    EFS_RETURN_IF_ERROR(UploadBlocks(flushed.puts));
+  }
   // Deletes beyond the per-request key limit go out after the root moved.
   std::vector<std::string> deletes = tree_.retired();
   deletes.insert(deletes.end(), retired_data_.begin(), retired_data_.end());
-  const size_t now = std::min(kMaxBatchKeys - 1, deletes.size());
+  const size_t now =
+      std::min(kMaxBatchKeys - batch.puts.size(), deletes.size());
   batch.deletes.assign(deletes.begin(), deletes.begin() + now);
   batch.condition = CommitCondition{std::string(kRootKey), root_sealed_};
   batch.durable = durable || options_.anchor != nullptr;

@@ -214,7 +214,8 @@ class Volume : private NodeLoader {
 
   // Ok, unless the host refused this volume's last commit or upload for
   // lack of room (QuotaExceeded, or ResourceExhausted: its disk is full)
-  // and the dirty bytes have reached the limit: then that refusal. Writers
+  // and the dirty bytes have reached the limit (at most 56 MiB, what a
+  // commit's root batch carries at the quota): then that refusal. Writers
   // that add data call it before their first change, so a refused write
   // changes nothing and memory stays bounded while the volume is full.
   // Deletes are never refused; the freed room lets the next commit fit.
@@ -309,6 +310,10 @@ class Volume : private NodeLoader {
   // the sealed tag. The blocks stay pending (readable) until the commit
   // lands. REQUIRES mu_ exclusive.
   Status UploadPendingLocked();
+  // Seals every pending block and points its extent entry at the sealed
+  // tag, storing nothing: the puts for a commit's root batch.
+  // REQUIRES mu_ exclusive.
+  Result<std::vector<std::pair<std::string, std::string>>> SealPendingLocked();
   // Seals `blocks` (recording each tag) and stores them in one batch. Needs
   // no lock as long as nobody writes the plaintexts meanwhile.
   Status SealAndStore(

@@ -60,6 +60,21 @@ Status Volume::UploadPendingLocked() {
   return Status::Ok();
 }
 
+Result<std::vector<std::pair<std::string, std::string>>>
+Volume::SealPendingLocked() {
+  std::vector<std::pair<std::string, std::string>> puts;
+  puts.reserve(pending_.size());
+  for (auto& [name, block] : pending_) {
+    EFS_ASSIGN_OR_RETURN(SealedBlock sealed,
+                         sealer_->Seal(BlockKind::kData, name, *block.plain));
+    block.tag = sealed.tag;
+    EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(block.file, block.index),
+                                  BlockPtr{name, block.tag}.Encode()));
+    puts.emplace_back(name, std::move(sealed.bytes));
+  }
+  return puts;
+}
+
 Status Volume::SealAndStore(
     std::span<const std::pair<const std::string*, PendingData*>> blocks) {
   CommitBatch batch;

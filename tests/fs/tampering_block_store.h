@@ -10,6 +10,7 @@
 // the history and counters have one here).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -44,6 +45,9 @@ class TamperingBlockStore : public BlockStore {
       std::lock_guard lock(mu_);
       ++commit_calls_;
       if (!commit_failure_.ok()) return commit_failure_;
+    }
+    if (refuse_growth_ && Growth(batch) > 0) {
+      return Status::QuotaExceeded("the volume is full to the last byte");
     }
     Status s = inner_.Commit(batch);
     if (s.ok()) {
@@ -122,6 +126,10 @@ class TamperingBlockStore : public BlockStore {
     std::lock_guard lock(mu_);
     commit_failure_ = std::move(failure);
   }
+  // Every later Commit that would raise the stored bytes fails with
+  // QuotaExceeded, as at a quota reached to the last byte; the host judges
+  // a batch by its net growth.
+  void RefuseGrowth() { refuse_growth_ = true; }
   void FlipBit(const std::string& key, size_t bit) {
     std::string value = *Peek(key);
     value[(bit / 8) % value.size()] ^= static_cast<char>(1u << (bit % 8));
@@ -153,6 +161,22 @@ class TamperingBlockStore : public BlockStore {
   }
 
  private:
+  int64_t Growth(const CommitBatch& batch) {
+    int64_t growth = 0;
+    for (const auto& [key, value] : batch.puts) {
+      const std::optional<std::string> old = Peek(key);
+      growth += static_cast<int64_t>(value.size()) -
+                (old ? static_cast<int64_t>(old->size())
+                     : -static_cast<int64_t>(key.size()));
+    }
+    for (const std::string& key : batch.deletes) {
+      if (std::optional<std::string> old = Peek(key)) {
+        growth -= static_cast<int64_t>(key.size() + old->size());
+      }
+    }
+    return growth;
+  }
+
   void Set(const std::string& key, const std::string& value) {
     CommitBatch batch;
     batch.puts.emplace_back(key, value);
@@ -165,6 +189,7 @@ class TamperingBlockStore : public BlockStore {
   size_t get_keys_ = 0;
   size_t commit_calls_ = 0;
   Status commit_failure_;
+  std::atomic<bool> refuse_growth_{false};
   std::vector<size_t> get_batch_sizes_;
   std::map<std::string, std::vector<std::string>> versions_;
 };

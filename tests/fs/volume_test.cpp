@@ -448,6 +448,35 @@ TEST(
   EXPECT_TRUE(volume->Commit(true).ok());
 }
 
+// At a quota reached to the last byte, deleting one file makes room for
+// another's buffered data: the commit's new blocks travel with the deletes.
+TEST(
+    VolumeTest,
+    givenVolumeFullToTheLastByte_whenAnotherFileIsDeleted_thenBufferedDataCommits) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  for (uint64_t i = 0; i < 64; ++i) {
+    ASSERT_TRUE(volume->WriteData(3, i, Block('a')).ok());
+    ASSERT_TRUE(volume->WriteData(4, i, Block('b')).ok());
+  }
+  ASSERT_TRUE(volume->Commit(true).ok());
+  env.store().RefuseGrowth();
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(volume->WriteData(5, i, Block('c')).ok());
+  }
+  EXPECT_EQ(volume->Commit(true).code(), StatusCode::kQuotaExceeded);
+  ASSERT_TRUE(volume->DeleteData(3, 0).ok());
+  EXPECT_TRUE(volume->Commit(true).ok());
+  auto reopened = env.MustOpen();
+  for (const auto& [file, blocks] :
+       std::vector<std::pair<uint64_t, size_t>>{{3, 0}, {4, 64}, {5, 8}}) {
+    auto listed = reopened->ListData(file, 0, 64, 64);
+    ASSERT_TRUE(listed.ok());
+    EXPECT_EQ(listed->size(), blocks) << "file " << file;
+  }
+  EXPECT_EQ(MustRead(*reopened, 5, 7), Block('c'));
+}
+
 TEST(
     VolumeTest,
     givenTwoMountsOfOneStore_whenBothCommit_thenSecondGetsConflictAndNothingIsOverwritten) {

@@ -190,6 +190,40 @@ TEST(QuotaTest, givenVolumeFilledPastQuota_whenFileDeleted_thenRoomComesBack) {
   EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
 }
 
+// A file that overran the quota stays buffered in the mount; deleting
+// another file makes room for it, and the next fsync commits both.
+TEST(QuotaTest,
+     givenBufferedFileOverQuota_whenOtherFileDeleted_thenFsyncWorks) {
+  constexpr size_t kMiB = 1u << 20;
+  // 48 MiB of "part" overrun the quota by 16 MiB; whatever of it the mount
+  // buffers (all of it at most, under the 56 MiB a commit at the quota
+  // carries in one batch) fits once "old" is gone.
+  E2eVolume volume("96MiB");
+  ASSERT_TRUE(volume.ok()) << volume.setup_error();
+  CommandResult mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  ASSERT_TRUE(WriteFileSynced(volume.Path("old"), PatternBytes(24, 64 * kMiB)));
+  EXPECT_FALSE(
+      WriteFileSynced(volume.Path("part"), PatternBytes(25, 52 * kMiB)));
+  EXPECT_EQ(errno, ENOSPC) << std::strerror(errno);
+
+  ASSERT_EQ(unlink(volume.Path("old").c_str()), 0) << std::strerror(errno);
+  const std::string small = PatternBytes(26, 100000);
+  EXPECT_TRUE(WriteFileSynced(volume.Path("small"), small))
+      << std::strerror(errno);
+  CommandResult unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  EXPECT_EQ(ReadFile(volume.Path("small")), small);
+  struct stat st {};
+  EXPECT_EQ(stat(volume.Path("part").c_str(), &st), 0);
+  unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  CommandResult fsck = volume.Enclavefs("fsck");
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+}
+
 // The daemon runs in /, so the mount command resolves a relative socket
 // path before it starts, as it does key files.
 TEST(MountCommandTest,
