@@ -29,6 +29,9 @@ constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
 // Buffered data a commit at the quota sends in its root batch: with the
 // tree nodes and up to 65,535 deletes, under the wire's 64 MiB frame.
 constexpr size_t kOneBatchDataBytes = 56u << 20;
+// Dirty bytes past which a refused volume takes no more data: writes under
+// way when it is reached (up to 1 MiB each) stay under kOneBatchDataBytes.
+constexpr size_t kRefusedDirtyBytes = 40u << 20;
 
 std::string Hex(std::string_view bytes) { return HexEncode(AsBytes(bytes)); }
 
@@ -281,7 +284,8 @@ void Volume::RunDeferredCommit() {
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
   WaitForUploads();
   std::unique_lock lock(mu_);
-  if (DirtyBytesLocked() < options_.dirty_limit_bytes) return;
+  const bool room_freed = !refused_.ok() && freed_since_refusal_;
+  if (!room_freed && DirtyBytesLocked() < options_.dirty_limit_bytes) return;
   Status s = CommitLocked(false);
   if (!s.ok() && !IsNoRoom(s)) {
     spdlog::warn("volume: deferred commit failed: {}", s.ToString());
@@ -685,7 +689,7 @@ size_t Volume::dirty_bytes() const {
 
 Status Volume::CheckRoom() const {
   std::shared_lock lock(mu_);
-  const size_t limit = std::min(options_.dirty_limit_bytes, kOneBatchDataBytes);
+  const size_t limit = std::min(options_.dirty_limit_bytes, kRefusedDirtyBytes);
   if (refused_.ok() || DirtyBytesLocked() < limit) return Status::Ok();
   return refused_;
 }
@@ -713,18 +717,20 @@ void Volume::NoteRoomLocked(const Status& s) {
 }
 
 Status Volume::MaybeCommitLocked() {
-  // Nothing freed since the host refused: the same commit would fail again.
-  if (!refused_.ok() && !freed_since_refusal_) return Status::Ok();
+  // Refused by the host: nothing freed since, and the same commit would fail
+  // again; something freed, and a commit is due to see whether it fits.
+  const bool room_freed = !refused_.ok() && freed_since_refusal_;
+  if (!refused_.ok() && !room_freed) return Status::Ok();
   if (options_.write_behind_bytes > 0 &&
       pending_.size() * block_size() > options_.write_behind_bytes) {
     WakeUploaderLocked();
   }
   const size_t dirty = DirtyBytesLocked();
-  if (dirty < options_.dirty_limit_bytes) return Status::Ok();
+  if (!room_freed && dirty < options_.dirty_limit_bytes) return Status::Ok();
   if (active_ops_ > 0) {
     const size_t headroom =
         std::max(kOperationHeadroom, options_.dirty_limit_bytes / 2);
-    if (dirty < options_.dirty_limit_bytes + headroom) {
+    if (room_freed || dirty < options_.dirty_limit_bytes + headroom) {
       commit_deferred_ = true;
       return Status::Ok();
     }

@@ -214,8 +214,9 @@ class Volume : private NodeLoader {
 
   // Ok, unless the host refused this volume's last commit or upload for
   // lack of room (QuotaExceeded, or ResourceExhausted: its disk is full)
-  // and the dirty bytes have reached the limit (at most 56 MiB, what a
-  // commit's root batch carries at the quota): then that refusal. Writers
+  // and the dirty bytes have reached the limit or 40 MiB, whichever is
+  // less (so that a commit at the quota carries them in its root batch):
+  // then that refusal. Writers
   // that add data call it before their first change, so a refused write
   // changes nothing and memory stays bounded while the volume is full.
   // Deletes are never refused; the freed room lets the next commit fit.
@@ -379,9 +380,10 @@ class Volume : private NodeLoader {
   Status failed_;                          // GUARDED_BY(mu_)
   // The host's refusal for lack of room (CheckRoom); Ok once a commit lands.
   Status refused_;  // GUARDED_BY(mu_)
-  // Data blocks were retired since the refusal: a commit may fit now. Until
-  // then dirty-limit commits and write-behind wait (fsync and the timer
-  // still try, for a quota raised meanwhile).
+  // Data blocks were retired since the refusal: the next write or delete
+  // commits to see whether the room suffices now. Until then dirty-limit
+  // commits and write-behind wait (fsync and the timer still try, for a
+  // quota raised meanwhile).
   bool freed_since_refusal_ = false;  // GUARDED_BY(mu_)
 
   // The commit gate (writer-preferring): Operations and commits exclude each

@@ -189,7 +189,7 @@ TEST(QuotaTest, givenVolumeFilledPastQuota_whenFileDeleted_thenRoomComesBack) {
       WriteFileSynced(volume.Path("big"), PatternBytes(22, 256 * kMiB)));
   EXPECT_EQ(errno, ENOSPC) << std::strerror(errno);
   ASSERT_EQ(unlink(volume.Path("big").c_str()), 0) << std::strerror(errno);
-  // The timed commit (every 5 s) returns the room; a minute is far beyond.
+  // The delete commits as soon as it frees blocks; a minute is far beyond.
   for (int i = 0; i < 600 && FreeBytes(volume.Path("")) < 40 * kMiB; ++i) {
     usleep(100'000);
   }
