@@ -29,7 +29,7 @@ constexpr size_t kMaxBatchKeys = protocol::kMaxKeysPerRequest;
 // Buffered data a commit at the quota sends in its root batch: with the
 // tree nodes and up to 65,535 deletes, under the wire's 64 MiB frame.
 constexpr size_t kOneBatchDataBytes = 56u << 20;
-// Dirty bytes past which a refused volume takes no more data: writes under
+// Dirty bytes past which a stalled volume takes no more data: writes under
 // way when it is reached (up to 1 MiB each) stay under kOneBatchDataBytes.
 constexpr size_t kRefusedDirtyBytes = 40u << 20;
 
@@ -225,7 +225,7 @@ void Volume::TimerLoop() {
                              [this] { return stopping_; })) {
     lock.unlock();
     Status s = Commit(false);
-    // A refusal for room was said once, when it began (NoteRoomLocked).
+    // A refusal for room was said once, when it began (NoteCommitLocked).
     if (!s.ok() && !IsNoRoom(s)) {
       spdlog::warn("volume: timed commit failed: {}", s.ToString());
     }
@@ -284,7 +284,7 @@ void Volume::RunDeferredCommit() {
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
   WaitForUploads();
   std::unique_lock lock(mu_);
-  const bool room_freed = !refused_.ok() && freed_since_refusal_;
+  const bool room_freed = IsNoRoom(stalled_) && freed_since_stall_;
   if (!room_freed && DirtyBytesLocked() < options_.dirty_limit_bytes) return;
   Status s = CommitLocked(false);
   if (!s.ok() && !IsNoRoom(s)) {
@@ -354,7 +354,7 @@ Result<uint64_t> Volume::NextId() {
 }
 
 void Volume::Retire(const std::string& name) {
-  freed_since_refusal_ = true;
+  freed_since_stall_ = true;
   if (auto it = pending_.find(name); it != pending_.end()) {
     const bool stored = it->second.stored;
     pending_.erase(it);
@@ -690,8 +690,8 @@ size_t Volume::dirty_bytes() const {
 Status Volume::CheckRoom() const {
   std::shared_lock lock(mu_);
   const size_t limit = std::min(options_.dirty_limit_bytes, kRefusedDirtyBytes);
-  if (refused_.ok() || DirtyBytesLocked() < limit) return Status::Ok();
-  return refused_;
+  if (stalled_.ok() || DirtyBytesLocked() < limit) return Status::Ok();
+  return stalled_;
 }
 
 bool Volume::IsNoRoom(const Status& s) {
@@ -699,28 +699,38 @@ bool Volume::IsNoRoom(const Status& s) {
          s.code() == StatusCode::kResourceExhausted;
 }
 
-void Volume::NoteRoomLocked(const Status& s) {
-  if (IsNoRoom(s)) {
-    if (refused_.ok()) {
-      spdlog::warn(
-          "volume: the host refused to store more ({}); writes past the "
-          "dirty limit fail with ENOSPC until a commit fits: delete files, "
-          "or raise the volume's quota",
-          s.ToString());
-    }
-    refused_ = s;
-    freed_since_refusal_ = false;
-  } else if (s.ok() && !refused_.ok()) {
-    spdlog::info("volume: the host stores this volume's commits again");
-    refused_ = Status::Ok();
+void Volume::NoteCommitLocked(const Status& s) {
+  if (s.ok()) {
+    if (!stalled_.ok()) spdlog::info("volume: commits succeed again");
+    stalled_ = Status::Ok();
+    return;
   }
+  if (!failed_.ok()) return;  // read-only for good, said once already
+  if (stalled_.ok()) {
+    const size_t mib =
+        std::min(options_.dirty_limit_bytes, kRefusedDirtyBytes) >> 20;
+    if (IsNoRoom(s)) {
+      spdlog::warn(
+          "volume: the host refused to store more ({}); writes past {} MiB "
+          "buffered fail with ENOSPC until a commit fits: delete files, or "
+          "raise the volume's quota",
+          s.ToString(), mib);
+    } else {
+      spdlog::warn(
+          "volume: commits fail ({}); writes past {} MiB buffered fail until "
+          "one succeeds",
+          s.ToString(), mib);
+    }
+  }
+  stalled_ = s;
+  freed_since_stall_ = false;
 }
 
 Status Volume::MaybeCommitLocked() {
   // Refused by the host: nothing freed since, and the same commit would fail
   // again; something freed, and a commit is due to see whether it fits.
-  const bool room_freed = !refused_.ok() && freed_since_refusal_;
-  if (!refused_.ok() && !room_freed) return Status::Ok();
+  const bool room_freed = IsNoRoom(stalled_) && freed_since_stall_;
+  if (!stalled_.ok() && !room_freed) return Status::Ok();
   if (options_.write_behind_bytes > 0 &&
       pending_.size() * block_size() > options_.write_behind_bytes) {
     WakeUploaderLocked();
@@ -753,7 +763,7 @@ Status Volume::CommitLocked(bool durable) {
   if (!dirty_) return Status::Ok();
   Status s = CommitDirtyLocked(durable);
   FailIfFencedLocked(s);
-  NoteRoomLocked(s);
+  NoteCommitLocked(s);
   return failed_.ok() ? s : failed_;
 }
 
@@ -769,8 +779,8 @@ Status Volume::CommitDirtyLocked(bool durable) {
   // At the quota, new blocks stored ahead of the root batch would be judged
   // without the deletes that make room for them: they go in that batch,
   // which the host judges by its net growth.
-  const bool one_batch =
-      !refused_.ok() && pending_.size() * block_size() <= kOneBatchDataBytes;
+  const bool one_batch = IsNoRoom(stalled_) &&
+                         pending_.size() * block_size() <= kOneBatchDataBytes;
   std::vector<std::pair<std::string, std::string>> data_puts;
   if (one_batch) {
     EFS_ASSIGN_OR_RETURN(data_puts, SealPendingLocked());

@@ -212,14 +212,15 @@ class Volume : private NodeLoader {
   // Bytes of sealed state waiting for the next commit.
   size_t dirty_bytes() const;
 
-  // Ok, unless the host refused this volume's last commit or upload for
-  // lack of room (QuotaExceeded, or ResourceExhausted: its disk is full)
-  // and the dirty bytes have reached the limit or 40 MiB, whichever is
-  // less (so that a commit at the quota carries them in its root batch):
-  // then that refusal. Writers
+  // Ok, unless this volume's last commit or upload failed (the host had no
+  // room: QuotaExceeded, or ResourceExhausted when its disk is full; or it
+  // could not be reached) and the dirty bytes have reached the limit or 40
+  // MiB, whichever is less (so that a commit at the quota carries them in
+  // its root batch): then that failure. Writers
   // that add data call it before their first change, so a refused write
   // changes nothing and memory stays bounded while the volume is full.
-  // Deletes are never refused; the freed room lets the next commit fit.
+  // Deletes are never refused; at the quota, the room they free lets the
+  // next commit fit.
   Status CheckRoom() const;
 
  private:
@@ -276,9 +277,9 @@ class Volume : private NodeLoader {
   void FailIfFencedLocked(const Status& s);
   // QuotaExceeded or ResourceExhausted: the host had no room for a batch.
   static bool IsNoRoom(const Status& s);
-  // Enters (saying so once) or leaves the refused state of CheckRoom after
+  // Enters (saying so once) or leaves the stalled state of CheckRoom after
   // a commit or upload ended with `s`. REQUIRES mu_ exclusive.
-  void NoteRoomLocked(const Status& s);
+  void NoteCommitLocked(const Status& s);
   // Deletes the blocks stored since the last commit and retired since:
   // neither root reaches them, so deleting them first is safe, and at the
   // quota their room is what lets the rest of the commit in.
@@ -378,13 +379,13 @@ class Volume : private NodeLoader {
   uint64_t next_id_;                       // GUARDED_BY(mu_)
   bool dirty_ = false;                     // GUARDED_BY(mu_)
   Status failed_;                          // GUARDED_BY(mu_)
-  // The host's refusal for lack of room (CheckRoom); Ok once a commit lands.
-  Status refused_;  // GUARDED_BY(mu_)
-  // Data blocks were retired since the refusal: the next write or delete
-  // commits to see whether the room suffices now. Until then dirty-limit
-  // commits and write-behind wait (fsync and the timer still try, for a
-  // quota raised meanwhile).
-  bool freed_since_refusal_ = false;  // GUARDED_BY(mu_)
+  // The last commit or upload's failure (CheckRoom); Ok once one lands.
+  // While set, dirty-limit commits and write-behind wait; fsync and the
+  // timer still try (the host may be back, or the quota raised).
+  Status stalled_;  // GUARDED_BY(mu_)
+  // Data blocks were retired since a refusal for room: the next write or
+  // delete commits to see whether the room suffices now.
+  bool freed_since_stall_ = false;  // GUARDED_BY(mu_)
 
   // The commit gate (writer-preferring): Operations and commits exclude each
   // other; a waiting commit blocks new Operations.

@@ -189,8 +189,8 @@ bool Volume::UploadOnce() {
   {
     std::unique_lock lock(mu_);
     const size_t low_water = options_.write_behind_bytes / 2 / block_size();
-    // While the host refuses room, the commit sends what it can.
-    if (!failed_.ok() || !refused_.ok() || pending_.size() <= low_water) {
+    // While commits fail, the next commit sends what it can.
+    if (!failed_.ok() || !stalled_.ok() || pending_.size() <= low_water) {
       return false;
     }
     std::vector<std::map<std::string, PendingData>::iterator> oldest;
@@ -221,7 +221,7 @@ bool Volume::UploadOnce() {
   {
     std::unique_lock lock(mu_);
     FailIfFencedLocked(stored);
-    if (IsNoRoom(stored)) NoteRoomLocked(stored);
+    if (!stored.ok()) NoteCommitLocked(stored);
     for (auto& [name, block] : batch) {
       auto node = uploading_.extract(name);
       if (node.empty()) {
@@ -241,14 +241,7 @@ bool Volume::UploadOnce() {
       }
     }
   }
-  if (!stored.ok()) {
-    if (stored.code() != StatusCode::kFenced && !IsNoRoom(stored)) {
-      spdlog::warn(
-          "volume: write-behind upload failed, the commit will retry: {}",
-          stored.ToString());
-    }
-    return false;
-  }
+  if (!stored.ok()) return false;  // NoteCommitLocked said why
   if (!superseded.empty()) {
     DeleteBestEffort(std::move(superseded),
                      "blocks superseded while uploading");

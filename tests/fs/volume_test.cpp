@@ -448,6 +448,33 @@ TEST(
   EXPECT_TRUE(volume->Commit(true).ok());
 }
 
+// A host out of reach stalls commits: the volume stops taking data past its
+// limit at once, instead of retrying a commit in every write, and takes it
+// again once a commit lands.
+TEST(VolumeTest,
+     givenUnreachableHost_whenWriting_thenDataStopsUntilACommitLands) {
+  VolumeEnv env;
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 0;
+  options.dirty_limit_bytes = 256u << 10;
+  auto volume = env.MustOpen(options);
+  env.store().FailCommits(Status::Unavailable("cannot reach the host"));
+  Status written;
+  for (uint64_t i = 0; i < 1024 && written.ok(); ++i) {
+    written = volume->WriteData(1, i, Block('a'));
+  }
+  ASSERT_EQ(written.code(), StatusCode::kUnavailable) << written.ToString();
+  EXPECT_EQ(volume->CheckRoom().code(), StatusCode::kUnavailable);
+  const size_t asked = env.store().commit_calls();
+  ASSERT_TRUE(volume->DeleteData(1, 0).ok());
+  ASSERT_TRUE(volume->Put("k", "v").ok());
+  EXPECT_EQ(env.store().commit_calls(), asked);
+  env.store().FailCommits(Status::Ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_TRUE(volume->CheckRoom().ok());
+  EXPECT_EQ(MustGet(*volume, "k"), "v");
+}
+
 // At a quota reached to the last byte, deleting one file makes room for
 // another's buffered data: the commit's new blocks travel with the deletes.
 TEST(
