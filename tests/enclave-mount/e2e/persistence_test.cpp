@@ -229,6 +229,38 @@ TEST(QuotaTest,
   UnmountAndFsck(volume);
 }
 
+// A host that is gone fails writes with EIO once a commit has failed,
+// instead of retrying (30 s each) in every write; once the host is back the
+// mount carries on. Takes about a minute: the first commit tries for 30 s.
+TEST(HostCrashTest,
+     givenHostGone_whenWritingMuch_thenEioAndResumeAfterRestart) {
+  E2eVolume volume;
+  ASSERT_TRUE(volume.ok()) << volume.setup_error();
+  CommandResult mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  const std::string kept = PatternBytes(27, 100000);
+  ASSERT_TRUE(WriteFileSynced(volume.Path("kept"), kept));
+  ASSERT_EQ(volume.StopHost(/*kill9=*/true), -1);
+
+  // Past the dirty limit and its headroom (112 MiB), where every write
+  // used to run a commit of its own.
+  EXPECT_FALSE(
+      WriteFileSynced(volume.Path("lost"), PatternBytes(28, 192u << 20)));
+  EXPECT_EQ(errno, EIO) << std::strerror(errno);
+
+  // Writes resume once a commit lands: the timer tries every 5 s.
+  ASSERT_EQ(volume.StartHost(), "");
+  const std::string after = PatternBytes(29, 100000);
+  bool written = false;
+  for (int i = 0; i < 60 && !written; ++i) {
+    written = WriteFileSynced(volume.Path("after"), after);
+    if (!written) sleep(1);
+  }
+  EXPECT_TRUE(written) << std::strerror(errno);
+  RemountExpecting(volume, {{"kept", kept}, {"after", after}});
+  UnmountAndFsck(volume);
+}
+
 // The daemon runs in /, so the mount command resolves a relative socket
 // path before it starts, as it does key files.
 TEST(MountCommandTest,
