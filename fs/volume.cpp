@@ -727,8 +727,9 @@ void Volume::NoteCommitLocked(const Status& s) {
 }
 
 Status Volume::MaybeCommitLocked() {
-  // Refused by the host: nothing freed since, and the same commit would fail
-  // again; something freed, and a commit is due to see whether it fits.
+  // Stalled: the same commit would fail again, unless the host refused it
+  // for room and blocks were freed since; then one is due to see whether it
+  // fits now.
   const bool room_freed = IsNoRoom(stalled_) && freed_since_stall_;
   if (!stalled_.ok() && !room_freed) return Status::Ok();
   if (options_.write_behind_bytes > 0 &&
