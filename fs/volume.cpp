@@ -284,7 +284,7 @@ void Volume::RunDeferredCommit() {
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
   WaitForUploads();
   std::unique_lock lock(mu_);
-  const bool room_freed = IsNoRoom(stalled_) && freed_since_stall_;
+  const bool room_freed = RoomFreedLocked();
   if (!room_freed && DirtyBytesLocked() < options_.dirty_limit_bytes) return;
   Status s = CommitLocked(false);
   if (!s.ok() && !IsNoRoom(s)) {
@@ -687,10 +687,19 @@ size_t Volume::dirty_bytes() const {
   return DirtyBytesLocked();
 }
 
+size_t Volume::StalledDirtyLimit() const {
+  return std::min(options_.dirty_limit_bytes, kRefusedDirtyBytes);
+}
+
+bool Volume::RoomFreedLocked() const {
+  return IsNoRoom(stalled_) && freed_since_stall_;
+}
+
 Status Volume::CheckRoom() const {
   std::shared_lock lock(mu_);
-  const size_t limit = std::min(options_.dirty_limit_bytes, kRefusedDirtyBytes);
-  if (stalled_.ok() || DirtyBytesLocked() < limit) return Status::Ok();
+  if (stalled_.ok() || DirtyBytesLocked() < StalledDirtyLimit()) {
+    return Status::Ok();
+  }
   return stalled_;
 }
 
@@ -707,8 +716,7 @@ void Volume::NoteCommitLocked(const Status& s) {
   }
   if (!failed_.ok()) return;  // read-only for good, said once already
   if (stalled_.ok()) {
-    const size_t mib =
-        std::min(options_.dirty_limit_bytes, kRefusedDirtyBytes) >> 20;
+    const size_t mib = StalledDirtyLimit() >> 20;
     if (IsNoRoom(s)) {
       spdlog::warn(
           "volume: the host refused to store more ({}); writes past {} MiB "
@@ -730,7 +738,7 @@ Status Volume::MaybeCommitLocked() {
   // Stalled: the same commit would fail again, unless the host refused it
   // for room and blocks were freed since; then one is due to see whether it
   // fits now.
-  const bool room_freed = IsNoRoom(stalled_) && freed_since_stall_;
+  const bool room_freed = RoomFreedLocked();
   if (!stalled_.ok() && !room_freed) return Status::Ok();
   if (options_.write_behind_bytes > 0 &&
       pending_.size() * block_size() > options_.write_behind_bytes) {

@@ -216,11 +216,10 @@ class Volume : private NodeLoader {
   // room: QuotaExceeded, or ResourceExhausted when its disk is full; or it
   // could not be reached) and the dirty bytes have reached the limit or 40
   // MiB, whichever is less (so that a commit at the quota carries them in
-  // its root batch): then that failure. Writers
-  // that add data call it before their first change, so a refused write
-  // changes nothing and memory stays bounded while the volume is full.
-  // Deletes are never refused; at the quota, the room they free lets the
-  // next commit fit.
+  // its root batch): then that failure. Writers that add data call it
+  // before their first change, so a refused write changes nothing and
+  // memory stays bounded while commits fail. Deletes are never refused; at
+  // the quota, the room they free lets the next commit fit.
   Status CheckRoom() const;
 
  private:
@@ -280,6 +279,11 @@ class Volume : private NodeLoader {
   // Enters (saying so once) or leaves the stalled state of CheckRoom after
   // a commit or upload ended with `s`. REQUIRES mu_ exclusive.
   void NoteCommitLocked(const Status& s);
+  // Dirty bytes past which a stalled volume takes no more data.
+  size_t StalledDirtyLimit() const;
+  // The host refused a commit for room and blocks were retired since: a
+  // commit is due to see whether it fits now. REQUIRES mu_ held.
+  bool RoomFreedLocked() const;
   // Deletes the blocks stored since the last commit and retired since:
   // neither root reaches them, so deleting them first is safe, and at the
   // quota their room is what lets the rest of the commit in.
@@ -291,6 +295,9 @@ class Volume : private NodeLoader {
   // batches as the wire limits need.
   Status UploadBlocks(std::vector<std::pair<std::string, std::string>>& blocks);
   Status SendBatch(CommitBatch& batch, const std::string& new_root);
+  // Deletes `names` from the host in batches under the key limit; `deleted`
+  // tells how many went, also when a batch fails.
+  Status DeleteBlocks(std::span<const std::string> names, size_t& deleted);
   // Deletes `names` from the host; on failure logs what is left for
   // CollectGarbage (`what` names them in the log).
   void DeleteBestEffort(std::vector<std::string> names, std::string_view what);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <iterator>
 #include <unordered_set>
 
 #include "blockstore/protocol.h"
@@ -116,13 +115,8 @@ Status Volume::DeleteRetiredUploadsLocked() {
   for (const std::string& name : uploaded_) {
     if (retired.contains(name)) unreachable.push_back(name);
   }
-  for (size_t i = 0; i < unreachable.size(); i += kMaxBatchKeys) {
-    CommitBatch batch;
-    batch.deletes.assign(
-        unreachable.begin() + i,
-        unreachable.begin() + std::min(unreachable.size(), i + kMaxBatchKeys));
-    EFS_RETURN_IF_ERROR(store_->Commit(batch));
-  }
+  size_t deleted = 0;
+  EFS_RETURN_IF_ERROR(DeleteBlocks(unreachable, deleted));
   const std::unordered_set<std::string> gone(unreachable.begin(),
                                              unreachable.end());
   std::erase_if(uploaded_, [&](const auto& n) { return gone.contains(n); });
@@ -130,20 +124,26 @@ Status Volume::DeleteRetiredUploadsLocked() {
   return Status::Ok();
 }
 
+Status Volume::DeleteBlocks(std::span<const std::string> names,
+                            size_t& deleted) {
+  for (deleted = 0; deleted < names.size();) {
+    CommitBatch batch;
+    const auto chunk =
+        names.subspan(deleted, std::min(names.size() - deleted, kMaxBatchKeys));
+    batch.deletes.assign(chunk.begin(), chunk.end());
+    EFS_RETURN_IF_ERROR(store_->Commit(batch));
+    deleted += chunk.size();
+  }
+  return Status::Ok();
+}
+
 void Volume::DeleteBestEffort(std::vector<std::string> names,
                               std::string_view what) {
-  for (size_t i = 0; i < names.size(); i += kMaxBatchKeys) {
-    CommitBatch batch;
-    batch.deletes.assign(
-        std::make_move_iterator(names.begin() + i),
-        std::make_move_iterator(names.begin() +
-                                std::min(names.size(), i + kMaxBatchKeys)));
-    Status s = store_->Commit(batch);
-    if (!s.ok()) {
-      spdlog::warn("volume: {} {} left for garbage collection: {}",
-                   names.size() - i, what, s.ToString());
-      return;
-    }
+  size_t deleted = 0;
+  Status s = DeleteBlocks(names, deleted);
+  if (!s.ok()) {
+    spdlog::warn("volume: {} {} left for garbage collection: {}",
+                 names.size() - deleted, what, s.ToString());
   }
 }
 

@@ -420,21 +420,33 @@ TEST(VolumeTest,
   EXPECT_EQ(env.DataKeys().size(), 2048u);
 }
 
+// A volume whose commits land at a 256 KiB dirty limit, without write-behind.
+VolumeOptions SmallDirtyLimit() {
+  VolumeOptions options = ManualOptions();
+  options.write_behind_bytes = 0;
+  options.dirty_limit_bytes = 256u << 10;
+  return options;
+}
+
+// Writes blocks of `file` until a write fails (the dirty-limit commit it ran
+// failed); returns that failure, Ok if 1024 blocks all went in.
+Status WriteUntilFailure(Volume& volume, uint64_t file) {
+  Status written;
+  for (uint64_t i = 0; i < 1024 && written.ok(); ++i) {
+    written = volume.WriteData(file, i, Block('a'));
+  }
+  return written;
+}
+
 // A full volume refuses more data up front, stops asking the host until
 // something is freed, and takes writes again once a commit fits.
 TEST(
     VolumeTest,
     givenQuotaReached_whenWritingAndDeleting_thenRoomIsCheckedUntilACommitFits) {
   VolumeEnv env(SmallParams(), 1u << 20);
-  VolumeOptions options = ManualOptions();
-  options.write_behind_bytes = 0;
-  options.dirty_limit_bytes = 256u << 10;
-  auto volume = env.MustOpen(options);
+  auto volume = env.MustOpen(SmallDirtyLimit());
   EXPECT_TRUE(volume->CheckRoom().ok());
-  Status written;
-  for (uint64_t i = 0; i < 1024 && written.ok(); ++i) {
-    written = volume->WriteData(1, i, Block('a'));
-  }
+  const Status written = WriteUntilFailure(*volume, 1);
   ASSERT_EQ(written.code(), StatusCode::kQuotaExceeded) << written.ToString();
   EXPECT_EQ(volume->CheckRoom().code(), StatusCode::kQuotaExceeded);
   const size_t asked = env.store().commit_calls();
@@ -454,15 +466,9 @@ TEST(
 TEST(VolumeTest,
      givenUnreachableHost_whenWriting_thenDataStopsUntilACommitLands) {
   VolumeEnv env;
-  VolumeOptions options = ManualOptions();
-  options.write_behind_bytes = 0;
-  options.dirty_limit_bytes = 256u << 10;
-  auto volume = env.MustOpen(options);
+  auto volume = env.MustOpen(SmallDirtyLimit());
   env.store().FailCommits(Status::Unavailable("cannot reach the host"));
-  Status written;
-  for (uint64_t i = 0; i < 1024 && written.ok(); ++i) {
-    written = volume->WriteData(1, i, Block('a'));
-  }
+  const Status written = WriteUntilFailure(*volume, 1);
   ASSERT_EQ(written.code(), StatusCode::kUnavailable) << written.ToString();
   EXPECT_EQ(volume->CheckRoom().code(), StatusCode::kUnavailable);
   const size_t asked = env.store().commit_calls();

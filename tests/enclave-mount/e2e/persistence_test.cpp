@@ -82,6 +82,33 @@ TEST_F(PersistenceTest,
   RestartHostUnderMount(volume_, /*kill9=*/true);
 }
 
+// Free bytes as statfs reports them (from the host's count of the volume).
+uint64_t FreeBytes(const std::string& path) {
+  struct statvfs st {};
+  if (statvfs(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+// Mounts `volume` again after a clean unmount and checks that each of
+// `files` holds its bytes; the caller checks more, then UnmountAndFsck.
+void RemountExpecting(E2eVolume& volume,
+                      const std::map<std::string, std::string>& files) {
+  CommandResult unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  CommandResult mounted = volume.Mount();
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
+  for (const auto& [name, bytes] : files) {
+    EXPECT_EQ(ReadFile(volume.Path(name)), bytes) << name;
+  }
+}
+
+void UnmountAndFsck(E2eVolume& volume) {
+  CommandResult unmounted = volume.Unmount();
+  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
+  CommandResult fsck = volume.Enclavefs("fsck");
+  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+}
+
 // A host killed while it holds write-behind uploads that skipped its WAL
 // loses them. The mount must not resume its lease and commit a root over
 // the missing blocks: its next fsync fails, and a new mount starts from the
@@ -140,37 +167,7 @@ TEST(HostCrashTest, givenUnloggedUploads_whenHostKilled_thenMountFenced) {
   mounted = volume.Mount();
   ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
   EXPECT_EQ(ReadFile(volume.Path("before")), before);
-  unmounted = volume.Unmount();
-  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
-  CommandResult fsck = volume.Enclavefs("fsck");
-  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
-}
-
-// Free bytes as statfs reports them (from the host's count of the volume).
-uint64_t FreeBytes(const std::string& path) {
-  struct statvfs st {};
-  if (statvfs(path.c_str(), &st) != 0) return 0;
-  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-}
-
-// Mounts `volume` again after a clean unmount and checks that each of
-// `files` holds its bytes; the caller checks more, then UnmountAndFsck.
-void RemountExpecting(E2eVolume& volume,
-                      const std::map<std::string, std::string>& files) {
-  CommandResult unmounted = volume.Unmount();
-  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
-  CommandResult mounted = volume.Mount();
-  ASSERT_EQ(mounted.exit_code, 0) << mounted.output;
-  for (const auto& [name, bytes] : files) {
-    EXPECT_EQ(ReadFile(volume.Path(name)), bytes) << name;
-  }
-}
-
-void UnmountAndFsck(E2eVolume& volume) {
-  CommandResult unmounted = volume.Unmount();
-  ASSERT_EQ(unmounted.exit_code, 0) << unmounted.output;
-  CommandResult fsck = volume.Enclavefs("fsck");
-  EXPECT_EQ(fsck.exit_code, 0) << fsck.output;
+  UnmountAndFsck(volume);
 }
 
 // Filled past its quota, a volume fails the fsync with ENOSPC. Deleting the
