@@ -4,11 +4,28 @@
 
 namespace enclavefs {
 
-size_t CommitBatch::PutBytes() const {
+namespace {
+
+template <typename Puts>
+size_t SumPutBytes(const Puts& puts) {
   size_t total = 0;
   for (const auto& [key, value] : puts) total += key.size() + value.size();
   return total;
 }
+
+}  // namespace
+
+size_t CommitBatch::PutBytes() const { return SumPutBytes(puts); }
+
+CommitBatchView::CommitBatchView(const CommitBatch& batch)
+    : deletes(batch.deletes.begin(), batch.deletes.end()),
+      condition(batch.condition),
+      durable(batch.durable) {
+  puts.reserve(batch.puts.size());
+  for (const auto& [key, value] : batch.puts) puts.emplace_back(key, value);
+}
+
+size_t CommitBatchView::PutBytes() const { return SumPutBytes(puts); }
 
 Status ValidateKey(std::string_view key) {
   if (key.empty()) return Status::InvalidArgument("empty key");
@@ -21,6 +38,10 @@ Status ValidateKey(std::string_view key) {
 }
 
 Status ValidateBatch(const CommitBatch& batch) {
+  return ValidateBatch(CommitBatchView(batch));
+}
+
+Status ValidateBatch(const CommitBatchView& batch) {
   std::unordered_set<std::string_view> seen;
   seen.reserve(batch.puts.size() + batch.deletes.size());
   auto check = [&](std::string_view key) -> Status {

@@ -52,6 +52,20 @@ struct CommitBatch {
   size_t PutBytes() const;
 };
 
+// A CommitBatch whose keys and values are views into buffers the holder
+// keeps alive and unchanged while the view is in use, so that the host can
+// apply a request frame's values without copying them out first.
+struct CommitBatchView {
+  std::vector<std::pair<std::string_view, std::string_view>> puts;
+  std::vector<std::string_view> deletes;
+  std::optional<CommitCondition> condition;
+  bool durable = false;
+
+  CommitBatchView() = default;
+  explicit CommitBatchView(const CommitBatch& batch);  // views into `batch`
+  size_t PutBytes() const;
+};
+
 struct StoreStats {
   uint64_t used_bytes = 0;   // sum of key + value sizes of stored blocks
   uint64_t block_count = 0;  // number of stored keys
@@ -113,6 +127,7 @@ class BlockStore {
 // sizes, no key repeated. Returns InvalidArgument describing the first
 // violation.
 Status ValidateBatch(const CommitBatch& batch);
+Status ValidateBatch(const CommitBatchView& batch);
 Status ValidateKey(std::string_view key);
 
 }  // namespace enclavefs

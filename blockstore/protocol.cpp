@@ -58,8 +58,8 @@ class Reader {
     return v == 1;
   }
 
-  // A length-prefixed byte string of at most `max_size` bytes.
-  // A length-prefixed string, as a view into the input.
+  // A length-prefixed string of at most `max_size` bytes, as a view into
+  // the input.
   Result<std::string_view> View(std::string_view field, size_t max_size) {
     EFS_ASSIGN_OR_RETURN(uint32_t size, U32(field));
     if (size > max_size) {
@@ -85,11 +85,15 @@ class Reader {
     return Status::Ok();
   }
 
-  Result<std::string> Key(std::string_view field) {
-    EFS_ASSIGN_OR_RETURN(std::string key, Str(field, kMaxKeySize));
+  Result<std::string_view> KeyView(std::string_view field) {
+    EFS_ASSIGN_OR_RETURN(std::string_view key, View(field, kMaxKeySize));
     Status valid = ValidateKey(key);
     if (!valid.ok()) return Error(field, valid.message());
     return key;
+  }
+  Result<std::string> Key(std::string_view field) {
+    EFS_ASSIGN_OR_RETURN(std::string_view key, KeyView(field));
+    return std::string(key);
   }
 
   Result<std::string> Value(std::string_view field) {
@@ -161,19 +165,27 @@ void WriteKeys(Writer& w, const std::vector<std::string>& keys) {
   for (const auto& k : keys) w.Str(k);
 }
 
-Result<std::vector<std::string>> ReadKeys(Reader& r, std::string_view field,
-                                          uint32_t min_count) {
+Result<std::vector<std::string_view>> ReadKeyViews(Reader& r,
+                                                   std::string_view field,
+                                                   uint32_t min_count) {
   EFS_ASSIGN_OR_RETURN(uint32_t count, r.Count(field, kMinStrSize));
   if (count < min_count) {
     return Reader::Error(field, "needs at least " + std::to_string(min_count));
   }
-  std::vector<std::string> keys;
+  std::vector<std::string_view> keys;
   keys.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
-    EFS_ASSIGN_OR_RETURN(std::string key, r.Key("key"));
-    keys.push_back(std::move(key));
+    EFS_ASSIGN_OR_RETURN(std::string_view key, r.KeyView("key"));
+    keys.push_back(key);
   }
   return keys;
+}
+
+Result<std::vector<std::string>> ReadKeys(Reader& r, std::string_view field,
+                                          uint32_t min_count) {
+  EFS_ASSIGN_OR_RETURN(std::vector<std::string_view> views,
+                       ReadKeyViews(r, field, min_count));
+  return std::vector<std::string>(views.begin(), views.end());
 }
 
 Result<std::string> ReadVolumeName(Reader& r) {
@@ -549,44 +561,57 @@ Result<GetResponse> DecodeGetResponse(std::string_view payload) {
   return m;
 }
 
+Result<CommitBatchView> DecodeCommitRequestViews(std::string_view payload) {
+  return DecodeAll<CommitBatchView>(
+      payload, [](Reader& r) -> Result<CommitBatchView> {
+        CommitBatchView m;
+        EFS_ASSIGN_OR_RETURN(uint32_t flags, r.U32("flags"));
+        if ((flags & ~kCommitKnownFlags) != 0) {
+          return Reader::Error("flags", "unknown bits set");
+        }
+        const bool has_condition = (flags & kCommitFlagHasCondition) != 0;
+        const bool expects_value = (flags & kCommitFlagExpectsValue) != 0;
+        if (expects_value && !has_condition) {
+          return Reader::Error("flags", "expected value without a condition");
+        }
+        m.durable = (flags & kCommitFlagDurable) != 0;
+        if (has_condition) {
+          CommitCondition c;
+          EFS_ASSIGN_OR_RETURN(c.key, r.Key("condition key"));
+          if (expects_value) {
+            EFS_ASSIGN_OR_RETURN(c.expected, r.Value("condition value"));
+          }
+          m.condition = std::move(c);
+        }
+        EFS_ASSIGN_OR_RETURN(uint32_t put_count, r.Count("puts", kMinPutSize));
+        m.puts.reserve(put_count);
+        for (uint32_t i = 0; i < put_count; ++i) {
+          EFS_ASSIGN_OR_RETURN(std::string_view key, r.KeyView("put key"));
+          EFS_ASSIGN_OR_RETURN(std::string_view value,
+                               r.ValueView("put value"));
+          m.puts.emplace_back(key, value);
+        }
+        EFS_ASSIGN_OR_RETURN(m.deletes, ReadKeyViews(r, "deletes", 0));
+        if (m.puts.size() + m.deletes.size() > kMaxKeysPerRequest) {
+          return Reader::Error(
+              "commit",
+              "more than " + std::to_string(kMaxKeysPerRequest) + " keys");
+        }
+        Status valid = ValidateBatch(m);
+        if (!valid.ok()) return Reader::Error("commit", valid.message());
+        return m;
+      });
+}
+
 Result<CommitBatch> DecodeCommitRequest(std::string_view payload) {
-  return DecodeAll<CommitBatch>(payload, [](Reader& r) -> Result<CommitBatch> {
-    CommitBatch m;
-    EFS_ASSIGN_OR_RETURN(uint32_t flags, r.U32("flags"));
-    if ((flags & ~kCommitKnownFlags) != 0) {
-      return Reader::Error("flags", "unknown bits set");
-    }
-    const bool has_condition = (flags & kCommitFlagHasCondition) != 0;
-    const bool expects_value = (flags & kCommitFlagExpectsValue) != 0;
-    if (expects_value && !has_condition) {
-      return Reader::Error("flags", "expected value without a condition");
-    }
-    m.durable = (flags & kCommitFlagDurable) != 0;
-    if (has_condition) {
-      CommitCondition c;
-      EFS_ASSIGN_OR_RETURN(c.key, r.Key("condition key"));
-      if (expects_value) {
-        EFS_ASSIGN_OR_RETURN(c.expected, r.Value("condition value"));
-      }
-      m.condition = std::move(c);
-    }
-    EFS_ASSIGN_OR_RETURN(uint32_t put_count, r.Count("puts", kMinPutSize));
-    m.puts.reserve(put_count);
-    for (uint32_t i = 0; i < put_count; ++i) {
-      EFS_ASSIGN_OR_RETURN(std::string key, r.Key("put key"));
-      EFS_ASSIGN_OR_RETURN(std::string value, r.Value("put value"));
-      m.puts.emplace_back(std::move(key), std::move(value));
-    }
-    EFS_ASSIGN_OR_RETURN(m.deletes, ReadKeys(r, "deletes", 0));
-    if (m.puts.size() + m.deletes.size() > kMaxKeysPerRequest) {
-      return Reader::Error(
-          "commit",
-          "more than " + std::to_string(kMaxKeysPerRequest) + " keys");
-    }
-    Status valid = ValidateBatch(m);
-    if (!valid.ok()) return Reader::Error("commit", valid.message());
-    return m;
-  });
+  EFS_ASSIGN_OR_RETURN(CommitBatchView view, DecodeCommitRequestViews(payload));
+  CommitBatch m;
+  m.puts.reserve(view.puts.size());
+  for (const auto& [key, value] : view.puts) m.puts.emplace_back(key, value);
+  m.deletes.assign(view.deletes.begin(), view.deletes.end());
+  m.condition = std::move(view.condition);
+  m.durable = view.durable;
+  return m;
 }
 
 Result<StoreStats> DecodeStatResponse(std::string_view payload) {

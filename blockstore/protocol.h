@@ -204,6 +204,8 @@ Result<GetResponse> DecodeGetResponse(std::string_view payload);
 using GetResponseViews = std::vector<std::optional<std::string_view>>;
 Result<GetResponseViews> DecodeGetResponseViews(std::string_view payload);
 Result<CommitBatch> DecodeCommitRequest(std::string_view payload);
+// The same batch with its keys and values as views into `payload`.
+Result<CommitBatchView> DecodeCommitRequestViews(std::string_view payload);
 Result<StoreStats> DecodeStatResponse(std::string_view payload);
 Result<ListRequest> DecodeListRequest(std::string_view payload);
 Result<KeyPage> DecodeListResponse(std::string_view payload);

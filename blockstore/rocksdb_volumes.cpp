@@ -811,6 +811,10 @@ Result<GetResult> RocksDbBlockStore::Get(std::span<const std::string> keys) {
 }
 
 Status RocksDbBlockStore::Commit(const CommitBatch& batch) {
+  return Commit(CommitBatchView(batch));
+}
+
+Status RocksDbBlockStore::Commit(const CommitBatchView& batch) {
   EFS_RETURN_IF_ERROR(ValidateBatch(batch));
   auto mu = db_->VolumeMutex(id_);
   std::lock_guard lock(*mu);

@@ -134,6 +134,9 @@ class RocksDbBlockStore : public BlockStore {
   Result<PinnedValues> GetPinned(std::span<const std::string> keys);
   // Also fails with NotFound if the volume was deleted, Fenced as above.
   Status Commit(const CommitBatch& batch) override;
+  // Commit of a batch whose values stay where they are (the request frame)
+  // until RocksDB copies them into its write batch.
+  Status Commit(const CommitBatchView& batch);
   Result<StoreStats> Stat() override;
   Result<KeyPage> ListKeys(std::string_view start_after, size_t limit) override;
 

@@ -25,7 +25,7 @@ constexpr int kSendTimeoutSeconds = 30;
 
 using RequestBody =
     std::variant<std::monostate, protocol::OpenRequest, protocol::GetRequest,
-                 CommitBatch, protocol::ListRequest, protocol::PingMessage,
+                 CommitBatchView, protocol::ListRequest, protocol::PingMessage,
                  protocol::VolumeRequest>;
 
 template <typename T>
@@ -41,7 +41,7 @@ Result<RequestBody> DecodeBody(Opcode op, std::string_view payload) {
     case Opcode::kGet:
       return Lift(protocol::DecodeGetRequest(payload));
     case Opcode::kCommit:
-      return Lift(protocol::DecodeCommitRequest(payload));
+      return Lift(protocol::DecodeCommitRequestViews(payload));
     case Opcode::kList:
       return Lift(protocol::DecodeListRequest(payload));
     case Opcode::kPing:
@@ -78,6 +78,8 @@ bool NeedsLease(Opcode op) {
 
 struct BlockServer::Request {
   RequestBody body;
+  // The frame's payload, which a commit's keys and values point into.
+  std::shared_ptr<char[]> payload;
 };
 
 // Runs queued tasks on a fixed set of threads. The destructor finishes the
@@ -448,16 +450,17 @@ Status BlockServer::HandleFrame(const std::shared_ptr<Session>& session,
     return violation("more than " + std::to_string(protocol::kMaxInFlight) +
                      " requests in flight");
   }
-  pool_->Submit([this, session, header, op, store = s.store,
-                 request = Request{std::move(body).value()}] {
-    if (options_.before_request) options_.before_request(op);
-    Result<ReplyBody> reply =
-        NeedsLease(op) && session->fenced
-            ? Status::Fenced("volume " + session->volume +
-                             " was taken over by another client")
-            : Execute(op, request, store.get());
-    session->Answer(header, reply);
-  });
+  pool_->Submit(
+      [this, session, header, op, store = s.store,
+       request = Request{std::move(body).value(), frame.payload.buffer()}] {
+        if (options_.before_request) options_.before_request(op);
+        Result<ReplyBody> reply =
+            NeedsLease(op) && session->fenced
+                ? Status::Fenced("volume " + session->volume +
+                                 " was taken over by another client")
+                : Execute(op, request, store.get());
+        session->Answer(header, reply);
+      });
   return Status::Ok();
 }
 
@@ -473,7 +476,7 @@ Result<BlockServer::ReplyBody> BlockServer::Execute(Opcode op,
       return ReplyBody(std::move(values));
     }
     case Opcode::kCommit:
-      EFS_RETURN_IF_ERROR(store->Commit(std::get<CommitBatch>(body)));
+      EFS_RETURN_IF_ERROR(store->Commit(std::get<CommitBatchView>(body)));
       return ReplyBody();
     case Opcode::kStat: {
       EFS_ASSIGN_OR_RETURN(StoreStats stats, store->Stat());

@@ -118,6 +118,39 @@ TEST(ProtocolTest, givenGetResponse_whenDecodedAsViews_thenViewsIntoPayload) {
             StatusCode::kProtocolError);
 }
 
+TEST(ProtocolTest, givenCommitRequest_whenDecodedAsViews_thenPointIntoPayload) {
+  CommitBatch batch;
+  batch.puts = {{"k1", "v1"}, {"k2", std::string(1000, 'x')}};
+  batch.deletes = {"gone"};
+  batch.condition = CommitCondition{"root", std::string("old")};
+  batch.durable = true;
+  const std::string payload = Encode(batch);
+  auto views = DecodeCommitRequestViews(payload);
+  ASSERT_TRUE(views.ok()) << views.status().ToString();
+  const auto inside = [&](std::string_view v) {
+    return v.data() >= payload.data() &&
+           v.data() + v.size() <= payload.data() + payload.size();
+  };
+  ASSERT_EQ(views->puts.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(views->puts[i].first, batch.puts[i].first);
+    EXPECT_EQ(views->puts[i].second, batch.puts[i].second);
+    EXPECT_TRUE(inside(views->puts[i].first));
+    EXPECT_TRUE(inside(views->puts[i].second));
+  }
+  ASSERT_EQ(views->deletes.size(), 1u);
+  EXPECT_EQ(views->deletes[0], "gone");
+  EXPECT_TRUE(inside(views->deletes[0]));
+  ASSERT_TRUE(views->condition.has_value());
+  EXPECT_EQ(views->condition->expected, std::optional<std::string>("old"));
+  EXPECT_TRUE(views->durable);
+  // A truncated payload fails as the copying decoder does.
+  EXPECT_EQ(DecodeCommitRequestViews(payload.substr(0, payload.size() - 1))
+                .status()
+                .code(),
+            StatusCode::kProtocolError);
+}
+
 TEST(ProtocolTest, givenCommitBatchVariants_whenRoundTripped_thenEqual) {
   CommitBatch plain;
   plain.puts = {{"k1", "v1"}, {"k2", std::string(1000, 'x')}};
