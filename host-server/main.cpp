@@ -3,7 +3,6 @@
 // admin socket, or opens the store directly when no server runs. Exit codes
 // are listed in docs/host-server.md.
 #include <signal.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "blockstore/logging.h"
 #include "blockstore/malloc_tuning.h"
 #include "blockstore/rocksdb_volumes.h"
 #include "blockstore/transport.h"
@@ -287,7 +287,7 @@ int Run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   // Logs go to stderr so stdout stays for results.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("enclavefs-host"));
+  enclavefs::InstallStderrLogger("enclavefs-host");
   enclavefs::ReexecWithHugePages(argv);
   enclavefs::RecycleLargeBuffers();
   try {
