@@ -299,6 +299,7 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
     if (session_.generation != failed_generation) return Status::Ok();
     old_epoch = epoch_;
   }
+  if (!unreachable_.ok() && Clock::now() < retry_after_) return unreachable_;
   const std::string where =
       "volume '" + options_.volume + "' at " + options_.address.ToString();
   std::chrono::milliseconds backoff = options_.initial_backoff;
@@ -325,6 +326,7 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
         spdlog::warn("reconnect: {}", dead_.message());
         return dead_;
       }
+      unreachable_ = Status::Ok();
       session_ = Session{std::move(opened->client), failed_generation + 1};
       epoch_ = granted.epoch;
       spdlog::info("reconnected to {} on attempt {} (epoch {})", where, attempt,
@@ -347,10 +349,13 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
   spdlog::warn("giving up reconnecting to {}: {}", where, last.ToString());
-  return Status::Unavailable(
+  unreachable_ = Status::Unavailable(
       "cannot reconnect to " + where + " within " +
-      std::to_string(options_.reconnect_deadline.count()) +
-      " ms: " + last.ToString());
+      std::to_string(options_.reconnect_deadline.count()) + " ms (next try " +
+      std::to_string(options_.retry_pause.count()) +
+      " ms after that): " + last.ToString());
+  retry_after_ = Clock::now() + options_.retry_pause;
+  return unreachable_;
 }
 
 template <typename T, typename Fn>

@@ -7,7 +7,9 @@
 // with exponential backoff until RemoteOptions::reconnect_deadline, re-sends
 // OPEN with the same token (never takeover: Busy is retried, because the host
 // frees the old lease only after the old connection's in-flight requests
-// finish), then retries the call.
+// finish), then retries the call. Once a reconnect has given up, calls that
+// would reconnect fail at once with its error until RemoteOptions::
+// retry_pause has passed.
 //
 // Why retrying a commit whose reply was lost is safe:
 //  * Commits through one RemoteBlockStore run concurrently (so several round
@@ -61,6 +63,11 @@ struct RemoteOptions {
   std::chrono::milliseconds reconnect_deadline{30000};
   std::chrono::milliseconds initial_backoff{50};
   std::chrono::milliseconds max_backoff{2000};
+  // After a reconnect gives up, calls that would reconnect fail at once
+  // with its error for this long; then the next one tries again. Without
+  // it, requests queued behind a dead host each waited a whole deadline,
+  // one after the other.
+  std::chrono::milliseconds retry_pause{5000};
   // A request without a reply for this long is logged, and again after
   // each further period; it keeps waiting (RpcClient).
   std::chrono::milliseconds stall_warning = RpcClient::kDefaultStallWarning;
@@ -136,6 +143,9 @@ class RemoteBlockStore : public BlockStore {
   class KeyLocks;
   std::unique_ptr<KeyLocks> key_locks_;
   std::mutex reconnect_mu_;  // one thread reconnects at a time
+  // The last reconnect's failure, returned at once until the pause ends.
+  Status unreachable_;             // GUARDED_BY(reconnect_mu_)
+  Clock::time_point retry_after_;  // GUARDED_BY(reconnect_mu_)
   mutable std::mutex mu_;
   Session session_;     // GUARDED_BY(mu_)
   uint64_t epoch_ = 0;  // GUARDED_BY(mu_)
