@@ -99,6 +99,41 @@ class RemoteReconnectTest : public ::testing::Test {
     return values.ok() ? values->front() : std::nullopt;
   }
 
+  // With the host stopped after the store opened: how many times two Gets
+  // gave up reconnecting.
+  size_t ReconnectRoundsForTwoGets(std::chrono::milliseconds retry_pause) {
+    RemoteOptions options = host_.ClientOptions(kVolume);
+    options.reconnect_deadline = std::chrono::milliseconds(300);
+    options.retry_pause = retry_pause;
+    auto store = RemoteBlockStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return 0;
+    host_.Stop();
+    // Static, as in the stall-warning test below; large enough never to
+    // wrap, so each call counts the lines past those it found.
+    static const auto sink =
+        std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+    static const auto capture =
+        std::make_shared<spdlog::logger>("rounds", sink);
+    const size_t before = sink->last_raw().size();
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(capture);
+    const std::string keys[] = {"root"};
+    auto first = (*store)->Get(keys);
+    auto second = (*store)->Get(keys);
+    spdlog::set_default_logger(previous);
+    EXPECT_EQ(first.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(first.status().ToString(), second.status().ToString());
+    size_t rounds = 0;
+    const auto raw = sink->last_raw();
+    for (size_t i = before; i < raw.size(); ++i) {
+      const std::string text(raw[i].payload.begin(), raw[i].payload.end());
+      if (text.find("giving up reconnecting") != std::string::npos) ++rounds;
+    }
+    return rounds;
+  }
+
   RequestGate gate_;
   InProcessHost host_;
   std::unique_ptr<FrameProxy> proxy_;
@@ -201,52 +236,14 @@ TEST_F(RemoteReconnectTest,
       << values.status().ToString();
 }
 
-// How many times two Gets against a stopped host gave up reconnecting.
-size_t RoundsForTwoGets(BlockStore& store) {
-  // Static, as in the stall-warning test below; large enough never to
-  // wrap, so each call counts the lines past those it found.
-  static const auto sink =
-      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
-  static const auto capture = std::make_shared<spdlog::logger>("rounds", sink);
-  const size_t before = sink->last_raw().size();
-  auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(capture);
-  const std::string keys[] = {"root"};
-  auto first = store.Get(keys);
-  auto second = store.Get(keys);
-  spdlog::set_default_logger(previous);
-  EXPECT_EQ(first.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
-  EXPECT_EQ(first.status().ToString(), second.status().ToString());
-  size_t rounds = 0;
-  const auto raw = sink->last_raw();
-  for (size_t i = before; i < raw.size(); ++i) {
-    const std::string text(raw[i].payload.begin(), raw[i].payload.end());
-    if (text.find("giving up reconnecting") != std::string::npos) ++rounds;
-  }
-  return rounds;
-}
-
 TEST_F(RemoteReconnectTest,
        givenReconnectGaveUp_whenGetWithinPause_thenFailsWithoutRetrying) {
-  RemoteOptions options = host_.ClientOptions(kVolume);
-  options.reconnect_deadline = std::chrono::milliseconds(300);
-  options.retry_pause = std::chrono::hours(1);
-  auto store = RemoteBlockStore::Open(options);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  host_.Stop();
-  EXPECT_EQ(RoundsForTwoGets(**store), 1u);
+  EXPECT_EQ(ReconnectRoundsForTwoGets(std::chrono::hours(1)), 1u);
 }
 
 TEST_F(RemoteReconnectTest,
        givenNoRetryPause_whenTwoGetsAfterHostGone_thenEachRetries) {
-  RemoteOptions options = host_.ClientOptions(kVolume);
-  options.reconnect_deadline = std::chrono::milliseconds(300);
-  options.retry_pause = std::chrono::milliseconds(0);
-  auto store = RemoteBlockStore::Open(options);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  host_.Stop();
-  EXPECT_EQ(RoundsForTwoGets(**store), 2u);
+  EXPECT_EQ(ReconnectRoundsForTwoGets(std::chrono::milliseconds(0)), 2u);
 }
 
 TEST_F(RemoteReconnectTest, givenEightThreads_whenSixtyFourGets_thenAllMatch) {
