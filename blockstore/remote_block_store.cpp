@@ -304,7 +304,9 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
       "volume '" + options_.volume + "' at " + options_.address.ToString();
   std::chrono::milliseconds backoff = options_.initial_backoff;
   Status last;
-  for (int attempt = 1;; ++attempt) {
+  int attempt = 0;
+  while (true) {
+    ++attempt;
     Result<OpenedSession> opened = OpenSession(
         options_, client_id_, /*takeover=*/false,
         std::min(options_.connect_timeout,
@@ -341,14 +343,19 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
     const auto now = Clock::now();
     if (now >= deadline) break;
     const auto pause = std::min<Clock::duration>(backoff, deadline - now);
-    spdlog::warn(
-        "reconnect attempt {} to {} failed: {}; retrying in {} ms", attempt,
-        where, last.ToString(),
-        std::chrono::duration_cast<std::chrono::milliseconds>(pause).count());
+    // One warning per round; the attempts after the first are routine.
+    if (attempt == 1) {
+      spdlog::warn("cannot reach {}: {}; retrying for up to {} ms", where,
+                   last.ToString(), RemainingUntil(deadline).count());
+    } else {
+      spdlog::debug("reconnect attempt {} to {} failed: {}", attempt, where,
+                    last.ToString());
+    }
     std::this_thread::sleep_for(pause);
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
-  spdlog::warn("giving up reconnecting to {}: {}", where, last.ToString());
+  spdlog::warn("giving up reconnecting to {} after {} attempts: {}", where,
+               attempt, last.ToString());
   unreachable_ = Status::Unavailable(
       "cannot reconnect to " + where + " within " +
       std::to_string(options_.reconnect_deadline.count()) + " ms (next try " +

@@ -4,11 +4,13 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -99,18 +101,23 @@ class RemoteReconnectTest : public ::testing::Test {
     return values.ok() ? values->front() : std::nullopt;
   }
 
-  // With the host stopped after the store opened: how many times two Gets
-  // gave up reconnecting.
-  size_t ReconnectRoundsForTwoGets(std::chrono::milliseconds retry_pause) {
+  // With the host stopped after the store opened: what two Gets logged at
+  // warning level and above.
+  std::vector<std::string> WarningsOfTwoGets(
+      std::chrono::milliseconds retry_pause) {
     RemoteOptions options = host_.ClientOptions(kVolume);
     options.reconnect_deadline = std::chrono::milliseconds(300);
+    // The stopped host's socket still accepts into its backlog, so each
+    // attempt lasts its connect timeout.
+    options.connect_timeout = std::chrono::milliseconds(20);
+    options.initial_backoff = std::chrono::milliseconds(10);
     options.retry_pause = retry_pause;
     auto store = RemoteBlockStore::Open(options);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
-    if (!store.ok()) return 0;
+    if (!store.ok()) return {};
     host_.Stop();
     // Static, as in the stall-warning test below; large enough never to
-    // wrap, so each call counts the lines past those it found.
+    // wrap, so each call reads the lines past those it found.
     static const auto sink =
         std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
     static const auto capture =
@@ -125,13 +132,20 @@ class RemoteReconnectTest : public ::testing::Test {
     EXPECT_EQ(first.status().code(), StatusCode::kUnavailable);
     EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
     EXPECT_EQ(first.status().ToString(), second.status().ToString());
-    size_t rounds = 0;
+    std::vector<std::string> warnings;
     const auto raw = sink->last_raw();
     for (size_t i = before; i < raw.size(); ++i) {
-      const std::string text(raw[i].payload.begin(), raw[i].payload.end());
-      if (text.find("giving up reconnecting") != std::string::npos) ++rounds;
+      if (raw[i].level < spdlog::level::warn) continue;
+      warnings.emplace_back(raw[i].payload.begin(), raw[i].payload.end());
     }
-    return rounds;
+    return warnings;
+  }
+
+  static size_t CountContaining(const std::vector<std::string>& lines,
+                                std::string_view text) {
+    return std::count_if(lines.begin(), lines.end(), [&](const auto& line) {
+      return line.find(text) != std::string::npos;
+    });
   }
 
   RequestGate gate_;
@@ -238,12 +252,35 @@ TEST_F(RemoteReconnectTest,
 
 TEST_F(RemoteReconnectTest,
        givenReconnectGaveUp_whenGetWithinPause_thenFailsWithoutRetrying) {
-  EXPECT_EQ(ReconnectRoundsForTwoGets(std::chrono::hours(1)), 1u);
+  EXPECT_EQ(CountContaining(WarningsOfTwoGets(std::chrono::hours(1)),
+                            "giving up reconnecting"),
+            1u);
 }
 
 TEST_F(RemoteReconnectTest,
        givenNoRetryPause_whenTwoGetsAfterHostGone_thenEachRetries) {
-  EXPECT_EQ(ReconnectRoundsForTwoGets(std::chrono::milliseconds(0)), 2u);
+  EXPECT_EQ(CountContaining(WarningsOfTwoGets(std::chrono::milliseconds(0)),
+                            "giving up reconnecting"),
+            2u);
+}
+
+// A round of many attempts warns when it starts and when it gives up; the
+// attempts between are logged at debug level only.
+TEST_F(RemoteReconnectTest,
+       givenHostGone_whenReconnectRoundsRetry_thenTwoWarningsPerRound) {
+  const auto warnings = WarningsOfTwoGets(std::chrono::milliseconds(0));
+
+  EXPECT_EQ(warnings.size(), 4u);
+  EXPECT_EQ(CountContaining(warnings, "cannot reach"), 2u);
+  EXPECT_EQ(CountContaining(warnings, "giving up reconnecting"), 2u);
+  // Attempts of 20 ms with 10, 20, 40 and 80 ms between them fit in the
+  // 300 ms round.
+  for (const std::string& line : warnings) {
+    if (line.find("giving up") == std::string::npos) continue;
+    const size_t at = line.find(" after ");
+    ASSERT_NE(at, std::string::npos) << line;
+    EXPECT_GE(std::stoi(line.substr(at + 7)), 4) << line;
+  }
 }
 
 TEST_F(RemoteReconnectTest, givenEightThreads_whenSixtyFourGets_thenAllMatch) {
