@@ -759,8 +759,19 @@ Status Volume::MaybeCommitLocked() {
   return CommitLocked(false);
 }
 
+Status Volume::ProbeUnreachableStore() {
+  {
+    std::shared_lock lock(mu_);
+    if (stalled_.ok() || IsNoRoom(stalled_) || !failed_.ok() || !dirty_) {
+      return Status::Ok();
+    }
+  }
+  return store_->Stat().status();
+}
+
 Status Volume::Commit(bool durable) {
   assert(!HoldsOperation(this));
+  EFS_RETURN_IF_ERROR(ProbeUnreachableStore());
   CommitPass pass(*this);
   WaitForUploads();
   std::unique_lock lock(mu_);

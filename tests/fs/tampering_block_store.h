@@ -41,11 +41,14 @@ class TamperingBlockStore : public BlockStore {
   }
 
   Status Commit(const CommitBatch& batch) override {
+    std::function<Status()> unreachable;
     {
       std::lock_guard lock(mu_);
       ++commit_calls_;
       if (!commit_failure_.ok()) return commit_failure_;
+      unreachable = unreachable_;
     }
+    if (unreachable) return unreachable();
     if (refuse_growth_ && Growth(batch) > 0) {
       return Status::QuotaExceeded("the volume is full to the last byte");
     }
@@ -58,7 +61,16 @@ class TamperingBlockStore : public BlockStore {
     return s;
   }
 
-  Result<StoreStats> Stat() override { return inner_.Stat(); }
+  Result<StoreStats> Stat() override {
+    std::function<Status()> unreachable;
+    {
+      std::lock_guard lock(mu_);
+      ++stat_calls_;
+      unreachable = unreachable_;
+    }
+    if (unreachable) return unreachable();
+    return inner_.Stat();
+  }
   Result<KeyPage> ListKeys(std::string_view start_after,
                            size_t limit) override {
     return inner_.ListKeys(start_after, limit);
@@ -80,6 +92,10 @@ class TamperingBlockStore : public BlockStore {
   size_t commit_calls() const {
     std::lock_guard lock(mu_);
     return commit_calls_;
+  }
+  size_t stat_calls() const {
+    std::lock_guard lock(mu_);
+    return stat_calls_;
   }
   void ResetCounters() {
     std::lock_guard lock(mu_);
@@ -125,6 +141,13 @@ class TamperingBlockStore : public BlockStore {
   void FailCommits(Status failure) {
     std::lock_guard lock(mu_);
     commit_failure_ = std::move(failure);
+  }
+  // While `reach` is set, Commit and Stat return what it returns and store
+  // nothing; it may block first, as a client's reconnect does. nullptr:
+  // reachable again.
+  void SetUnreachable(std::function<Status()> reach) {
+    std::lock_guard lock(mu_);
+    unreachable_ = std::move(reach);
   }
   // Every later Commit that would raise the stored bytes fails with
   // QuotaExceeded, as at a quota reached to the last byte; the host judges
@@ -188,7 +211,9 @@ class TamperingBlockStore : public BlockStore {
   size_t get_calls_ = 0;
   size_t get_keys_ = 0;
   size_t commit_calls_ = 0;
+  size_t stat_calls_ = 0;
   Status commit_failure_;
+  std::function<Status()> unreachable_;
   std::atomic<bool> refuse_growth_{false};
   std::vector<size_t> get_batch_sizes_;
   std::map<std::string, std::vector<std::string>> versions_;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <latch>
 #include <numeric>
 #include <thread>
@@ -479,6 +480,54 @@ TEST(VolumeTest,
   ASSERT_TRUE(volume->Commit(true).ok());
   EXPECT_TRUE(volume->CheckRoom().ok());
   EXPECT_EQ(MustGet(*volume, "k"), "v");
+}
+
+// Once a commit has failed for want of the host, the next one asks the host
+// whether it answers before taking the volume's lock: a reconnect can take
+// 30 s, and readers, also of data the volume holds, must not wait for it.
+TEST(VolumeTest,
+     givenCommitFailedForUnreachableHost_whenCommitting_thenReadsDoNotWait) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->Put("k", "v").ok());
+  env.store().FailCommits(Status::Unavailable("cannot reach the host"));
+  ASSERT_EQ(volume->Commit(true).code(), StatusCode::kUnavailable);
+  env.store().FailCommits(Status::Ok());
+  std::promise<void> reached, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  env.store().SetUnreachable([&] {
+    if (first.exchange(false)) reached.set_value();
+    released.wait();
+    return Status::Unavailable("cannot reconnect to the host");
+  });
+  const size_t commits_before = env.store().commit_calls();
+
+  auto commit =
+      std::async(std::launch::async, [&] { return volume->Commit(true); });
+  const bool reached_store =
+      reached.get_future().wait_for(std::chrono::seconds(10)) ==
+      std::future_status::ready;
+  bool read_waited = true;
+  std::future<Result<std::optional<std::string>>> read;
+  if (reached_store) {
+    read = std::async(std::launch::async, [&] { return volume->Get("k"); });
+    read_waited =
+        read.wait_for(std::chrono::seconds(2)) != std::future_status::ready;
+  }
+  release.set_value();
+
+  ASSERT_TRUE(reached_store);
+  EXPECT_FALSE(read_waited) << "a read waited for the host";
+  EXPECT_EQ(commit.get().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(env.store().commit_calls(), commits_before);
+  EXPECT_EQ(env.store().stat_calls(), 1u);
+  auto value = read.get();
+  ASSERT_TRUE(value.ok()) << value.status().ToString();
+  EXPECT_EQ(*value, "v");
+  env.store().SetUnreachable(nullptr);
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_TRUE(volume->CheckRoom().ok());
 }
 
 // At a quota reached to the last byte, deleting one file makes room for
