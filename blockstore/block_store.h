@@ -114,6 +114,11 @@ class BlockStore {
 
   virtual Result<StoreStats> Stat() = 0;
 
+  // Restores a connection the store already knows it lost, waiting as long
+  // as its calls would; OK at once when there is none to restore. Lets a
+  // caller reconnect before it takes locks of its own. Default: OK.
+  virtual Status RestoreConnection() { return Status::Ok(); }
+
   // Returns up to `limit` (>= 1) keys strictly greater than `start_after`, in
   // ascending order. Pass "" to start from the beginning.
   virtual Result<KeyPage> ListKeys(std::string_view start_after,

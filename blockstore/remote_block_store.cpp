@@ -365,6 +365,13 @@ Status RemoteBlockStore::Reconnect(uint64_t failed_generation,
   return unreachable_;
 }
 
+Status RemoteBlockStore::RestoreConnection() {
+  EFS_ASSIGN_OR_RETURN(Session session, CurrentSession());
+  if (!session.client->broken()) return Status::Ok();
+  return Reconnect(session.generation,
+                   Clock::now() + options_.reconnect_deadline);
+}
+
 template <typename T, typename Fn>
 Result<T> RemoteBlockStore::WithRetry(Fn call) {
   std::optional<Clock::time_point> deadline;

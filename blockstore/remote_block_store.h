@@ -97,6 +97,9 @@ class RemoteBlockStore : public BlockStore {
   // retried) if another client took the volume over.
   Status Commit(const CommitBatch& batch) override;
   Result<StoreStats> Stat() override;
+  // Reconnects now if the connection broke (the host closed it or went
+  // away), under the same deadline and retry pause as a call's reconnect.
+  Status RestoreConnection() override;
   // `limit` above protocol::kMaxKeysPerRequest is clamped (page.more tells).
   Result<KeyPage> ListKeys(std::string_view start_after, size_t limit) override;
 

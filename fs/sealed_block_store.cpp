@@ -64,6 +64,10 @@ Status SealedBlockStore::Commit(const CommitBatch& batch) {
 
 Result<StoreStats> SealedBlockStore::Stat() { return inner_->Stat(); }
 
+Status SealedBlockStore::RestoreConnection() {
+  return inner_->RestoreConnection();
+}
+
 Result<KeyPage> SealedBlockStore::ListKeys(std::string_view start_after,
                                            size_t limit) {
   return inner_->ListKeys(start_after, limit);

@@ -35,6 +35,7 @@ class SealedBlockStore : public BlockStore {
   // Conflict if the condition's plaintext does not match.
   Status Commit(const CommitBatch& batch) override;
   Result<StoreStats> Stat() override;
+  Status RestoreConnection() override;
   Result<KeyPage> ListKeys(std::string_view start_after, size_t limit) override;
 
  private:

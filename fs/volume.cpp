@@ -759,19 +759,22 @@ Status Volume::MaybeCommitLocked() {
   return CommitLocked(false);
 }
 
-Status Volume::ProbeUnreachableStore() {
+Status Volume::RestoreConnection() {
   {
     std::shared_lock lock(mu_);
-    if (stalled_.ok() || IsNoRoom(stalled_) || !failed_.ok() || !dirty_) {
-      return Status::Ok();
-    }
+    if (!dirty_ || !failed_.ok()) return Status::Ok();  // no store call due
   }
-  return store_->Stat().status();
+  Status s = store_->RestoreConnection();
+  if (s.ok()) return s;
+  std::unique_lock lock(mu_);
+  FailIfFencedLocked(s);
+  if (dirty_) NoteCommitLocked(s);
+  return failed_.ok() ? s : failed_;
 }
 
 Status Volume::Commit(bool durable) {
   assert(!HoldsOperation(this));
-  EFS_RETURN_IF_ERROR(ProbeUnreachableStore());
+  EFS_RETURN_IF_ERROR(RestoreConnection());
   CommitPass pass(*this);
   WaitForUploads();
   std::unique_lock lock(mu_);

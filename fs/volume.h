@@ -37,9 +37,9 @@
 // order: gate_mu_ (Operations) -> mu_ -> readahead_mu_ -> NodeCache's mutex;
 // the timer thread only calls Commit. Known limitation: Commit holds mu_
 // exclusively while the host applies the batch, so writers (and readers)
-// wait for the round trip. Once a commit has failed for want of the host,
-// later ones first check without the lock that it answers again, so only
-// that first one holds readers for a reconnect.
+// wait for the round trip. A connection the store knows it lost (the host
+// closed it or died) is restored before the lock is taken, so readers do
+// not wait for a reconnect.
 #pragma once
 
 #include <atomic>
@@ -281,13 +281,11 @@ class Volume : private NodeLoader {
   // Enters (saying so once) or leaves the stalled state of CheckRoom after
   // a commit or upload ended with `s`. REQUIRES mu_ exclusive.
   void NoteCommitLocked(const Status& s);
-  // Ok, unless the last commit failed for a reason other than room (the
-  // host out of reach) and one is due: then asks the store (Stat) whether
-  // it answers again, and returns that failure if not. Commit calls it
-  // before taking any lock, since a reconnect that gives up takes seconds
-  // and readers, also of cached blocks, would wait for it behind mu_.
-  // REQUIRES no mu_ held.
-  Status ProbeUnreachableStore();
+  // The store's RestoreConnection, which Commit calls before taking any
+  // lock: a reconnect that gives up takes seconds, and readers, also of
+  // cached blocks, would wait for it behind mu_. Its failure counts as a
+  // failed commit (stall, or read-only if fenced). REQUIRES no mu_ held.
+  Status RestoreConnection();
   // Dirty bytes past which a stalled volume takes no more data.
   size_t StalledDirtyLimit() const;
   // The host refused a commit for room and blocks were retired since: a

@@ -61,15 +61,14 @@ class TamperingBlockStore : public BlockStore {
     return s;
   }
 
-  Result<StoreStats> Stat() override {
+  Result<StoreStats> Stat() override { return inner_.Stat(); }
+  Status RestoreConnection() override {
     std::function<Status()> unreachable;
     {
       std::lock_guard lock(mu_);
-      ++stat_calls_;
       unreachable = unreachable_;
     }
-    if (unreachable) return unreachable();
-    return inner_.Stat();
+    return unreachable ? unreachable() : Status::Ok();
   }
   Result<KeyPage> ListKeys(std::string_view start_after,
                            size_t limit) override {
@@ -92,10 +91,6 @@ class TamperingBlockStore : public BlockStore {
   size_t commit_calls() const {
     std::lock_guard lock(mu_);
     return commit_calls_;
-  }
-  size_t stat_calls() const {
-    std::lock_guard lock(mu_);
-    return stat_calls_;
   }
   void ResetCounters() {
     std::lock_guard lock(mu_);
@@ -142,9 +137,9 @@ class TamperingBlockStore : public BlockStore {
     std::lock_guard lock(mu_);
     commit_failure_ = std::move(failure);
   }
-  // While `reach` is set, Commit and Stat return what it returns and store
-  // nothing; it may block first, as a client's reconnect does. nullptr:
-  // reachable again.
+  // While `reach` is set, the connection is lost: RestoreConnection and
+  // Commit return what it returns, and Commit stores nothing; it may block
+  // first, as a client's reconnect does. nullptr: reachable again.
   void SetUnreachable(std::function<Status()> reach) {
     std::lock_guard lock(mu_);
     unreachable_ = std::move(reach);
@@ -211,7 +206,6 @@ class TamperingBlockStore : public BlockStore {
   size_t get_calls_ = 0;
   size_t get_keys_ = 0;
   size_t commit_calls_ = 0;
-  size_t stat_calls_ = 0;
   Status commit_failure_;
   std::function<Status()> unreachable_;
   std::atomic<bool> refuse_growth_{false};

@@ -166,6 +166,30 @@ TEST_F(RemoteReconnectTest,
   EXPECT_EQ(store->epoch(), epoch + 1);
 }
 
+// RestoreConnection reconnects only once the client knows its connection
+// is gone (its reader saw the socket close), and without any other call.
+TEST_F(RemoteReconnectTest,
+       givenDroppedConnection_whenRestoreConnection_thenReconnected) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  const uint64_t epoch = store->epoch();
+  ASSERT_TRUE(store->RestoreConnection().ok());
+  EXPECT_EQ(store->epoch(), epoch);
+
+  proxy_->DropAll();
+  const auto give_up =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (store->epoch() == epoch &&
+         std::chrono::steady_clock::now() < give_up) {
+    ASSERT_TRUE(store->RestoreConnection().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+
+  EXPECT_EQ(store->epoch(), epoch + 1);
+  ASSERT_TRUE(store->Commit(SwapRoot(std::nullopt, "r1")).ok());
+  EXPECT_EQ(store->epoch(), epoch + 1);
+}
+
 TEST_F(RemoteReconnectTest,
        givenCommitReplyLost_whenConditionalCommit_thenOkAndAppliedOnce) {
   auto store = OpenStore();
