@@ -280,8 +280,15 @@ Volume::CommitPass::~CommitPass() {
 }
 
 void Volume::RunDeferredCommit() {
+  // As in Commit; meanwhile new Operations wait for this commit, readers
+  // do not.
+  const Status restored = RestoreConnection();
   CommitPass pass(*this);
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
+  if (!restored.ok()) {
+    spdlog::warn("volume: deferred commit failed: {}", restored.ToString());
+    return;
+  }
   WaitForUploads();
   std::unique_lock lock(mu_);
   const bool room_freed = RoomFreedLocked();

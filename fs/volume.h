@@ -281,10 +281,11 @@ class Volume : private NodeLoader {
   // Enters (saying so once) or leaves the stalled state of CheckRoom after
   // a commit or upload ended with `s`. REQUIRES mu_ exclusive.
   void NoteCommitLocked(const Status& s);
-  // The store's RestoreConnection, which Commit calls before taking any
-  // lock: a reconnect that gives up takes seconds, and readers, also of
-  // cached blocks, would wait for it behind mu_. Its failure counts as a
-  // failed commit (stall, or read-only if fenced). REQUIRES no mu_ held.
+  // The store's RestoreConnection, which Commit and RunDeferredCommit call
+  // before taking any lock: a reconnect that gives up takes seconds, and
+  // readers, also of cached blocks, would wait for it behind mu_. Its failure
+  // counts as a failed commit (stall, or read-only if fenced). REQUIRES no mu_
+  // held.
   Status RestoreConnection();
   // Dirty bytes past which a stalled volume takes no more data.
   size_t StalledDirtyLimit() const;

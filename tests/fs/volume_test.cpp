@@ -482,50 +482,96 @@ TEST(VolumeTest,
   EXPECT_EQ(MustGet(*volume, "k"), "v");
 }
 
+// What happened while a commit found its connection lost and the store's
+// reconnect blocked: whether the commit got that far, and whether a read of
+// "k" meanwhile had to wait for the reconnect.
+struct ReadDuringReconnect {
+  bool reached = false;
+  bool read_waited = true;
+  std::optional<std::string> read;
+};
+
+// Runs `commit` on another thread, with the store unreachable: its reconnect
+// blocks until the read of "k" has finished or waited 2 s.
+ReadDuringReconnect ReadWhileReconnecting(VolumeEnv& env, Volume& volume,
+                                          const std::function<void()>& commit) {
+  std::promise<void> reached, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  env.store().SetUnreachable([&] {
+    if (first.exchange(false)) reached.set_value();
+    released.wait();
+    return Status::Unavailable("cannot reconnect to the host");
+  });
+  auto committing = std::async(std::launch::async, commit);
+  ReadDuringReconnect out;
+  out.reached = reached.get_future().wait_for(std::chrono::seconds(10)) ==
+                std::future_status::ready;
+  std::future<Result<std::optional<std::string>>> read;
+  if (out.reached) {
+    read = std::async(std::launch::async, [&] { return volume.Get("k"); });
+    out.read_waited =
+        read.wait_for(std::chrono::seconds(2)) != std::future_status::ready;
+  }
+  release.set_value();
+  if (read.valid()) {
+    auto value = read.get();
+    EXPECT_TRUE(value.ok()) << value.status().ToString();
+    if (value.ok()) out.read = *value;
+  }
+  committing.get();
+  env.store().SetUnreachable(nullptr);
+  return out;
+}
+
 // A commit restores a lost connection before it takes the volume's lock: a
 // reconnect can take 30 s, and readers, also of data the volume holds, must
 // not wait for it. With nothing to commit it does not ask at all.
 TEST(VolumeTest, givenLostConnection_whenCommitting_thenReadsDoNotWait) {
   VolumeEnv env;
   auto volume = env.MustOpen();
-  std::atomic<int> asked{0};
-  std::promise<void> reached, release;
-  std::shared_future<void> released = release.get_future().share();
-  env.store().SetUnreachable([&] {
-    if (asked++ == 1) reached.set_value();
-    if (asked > 1) released.wait();
-    return Status::Unavailable("cannot reconnect to the host");
-  });
   ASSERT_TRUE(volume->Commit(true).ok());
-  EXPECT_EQ(asked, 0);
+  env.store().SetUnreachable([] { return Status::Unavailable("gone"); });
+  EXPECT_TRUE(volume->Commit(true).ok());
+  env.store().SetUnreachable(nullptr);
   ASSERT_TRUE(volume->Put("k", "v").ok());
-  EXPECT_EQ(volume->Commit(true).code(), StatusCode::kUnavailable);
   const size_t commits_before = env.store().commit_calls();
 
-  auto commit =
-      std::async(std::launch::async, [&] { return volume->Commit(true); });
-  const bool reached_store =
-      reached.get_future().wait_for(std::chrono::seconds(10)) ==
-      std::future_status::ready;
-  bool read_waited = true;
-  std::future<Result<std::optional<std::string>>> read;
-  if (reached_store) {
-    read = std::async(std::launch::async, [&] { return volume->Get("k"); });
-    read_waited =
-        read.wait_for(std::chrono::seconds(2)) != std::future_status::ready;
-  }
-  release.set_value();
+  Status committed;
+  const ReadDuringReconnect seen = ReadWhileReconnecting(
+      env, *volume, [&] { committed = volume->Commit(true); });
 
-  ASSERT_TRUE(reached_store);
-  EXPECT_FALSE(read_waited) << "a read waited for the reconnect";
-  EXPECT_EQ(commit.get().code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(seen.reached);
+  EXPECT_FALSE(seen.read_waited) << "a read waited for the reconnect";
+  EXPECT_EQ(seen.read, "v");
+  EXPECT_EQ(committed.code(), StatusCode::kUnavailable);
   EXPECT_EQ(env.store().commit_calls(), commits_before);
-  auto value = read.get();
-  ASSERT_TRUE(value.ok()) << value.status().ToString();
-  EXPECT_EQ(*value, "v");
-  env.store().SetUnreachable(nullptr);
   ASSERT_TRUE(volume->Commit(true).ok());
   EXPECT_TRUE(volume->CheckRoom().ok());
+}
+
+// The same for the dirty-limit commit that the end of an Operation runs.
+TEST(VolumeTest,
+     givenLostConnection_whenDeferredCommitRuns_thenReadsDoNotWait) {
+  VolumeEnv env;
+  auto volume = env.MustOpen(SmallDirtyLimit());
+  ASSERT_TRUE(volume->Put("k", "v").ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  const size_t commits_before = env.store().commit_calls();
+
+  const ReadDuringReconnect seen = ReadWhileReconnecting(env, *volume, [&] {
+    Volume::Operation op = volume->BeginOperation();
+    for (uint64_t i = 0; i < 80; ++i) {
+      ASSERT_TRUE(volume->WriteData(1, i, Block('a')).ok());
+    }
+  });
+
+  ASSERT_TRUE(seen.reached);
+  EXPECT_FALSE(seen.read_waited) << "a read waited for the reconnect";
+  EXPECT_EQ(seen.read, "v");
+  EXPECT_EQ(env.store().commit_calls(), commits_before);
+  ASSERT_TRUE(volume->Commit(true).ok());
+  EXPECT_EQ(MustRead(*volume, 1, 79), Block('a'));
 }
 
 // At a quota reached to the last byte, deleting one file makes room for
