@@ -282,18 +282,16 @@ Volume::CommitPass::~CommitPass() {
 void Volume::RunDeferredCommit() {
   // As in Commit; meanwhile new Operations wait for this commit, readers
   // do not.
-  const Status restored = RestoreConnection();
+  Status s = RestoreConnection();
   CommitPass pass(*this);
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
-  if (!restored.ok()) {
-    spdlog::warn("volume: deferred commit failed: {}", restored.ToString());
-    return;
+  if (s.ok()) {
+    WaitForUploads();
+    std::unique_lock lock(mu_);
+    const bool room_freed = RoomFreedLocked();
+    if (!room_freed && DirtyBytesLocked() < options_.dirty_limit_bytes) return;
+    s = CommitLocked(false);
   }
-  WaitForUploads();
-  std::unique_lock lock(mu_);
-  const bool room_freed = RoomFreedLocked();
-  if (!room_freed && DirtyBytesLocked() < options_.dirty_limit_bytes) return;
-  Status s = CommitLocked(false);
   if (!s.ok() && !IsNoRoom(s)) {
     spdlog::warn("volume: deferred commit failed: {}", s.ToString());
   }

@@ -41,14 +41,12 @@ class TamperingBlockStore : public BlockStore {
   }
 
   Status Commit(const CommitBatch& batch) override {
-    std::function<Status()> unreachable;
     {
       std::lock_guard lock(mu_);
       ++commit_calls_;
       if (!commit_failure_.ok()) return commit_failure_;
-      unreachable = unreachable_;
     }
-    if (unreachable) return unreachable();
+    if (auto unreachable = Unreachable()) return unreachable();
     if (refuse_growth_ && Growth(batch) > 0) {
       return Status::QuotaExceeded("the volume is full to the last byte");
     }
@@ -63,11 +61,7 @@ class TamperingBlockStore : public BlockStore {
 
   Result<StoreStats> Stat() override { return inner_.Stat(); }
   Status RestoreConnection() override {
-    std::function<Status()> unreachable;
-    {
-      std::lock_guard lock(mu_);
-      unreachable = unreachable_;
-    }
+    auto unreachable = Unreachable();
     return unreachable ? unreachable() : Status::Ok();
   }
   Result<KeyPage> ListKeys(std::string_view start_after,
@@ -179,6 +173,12 @@ class TamperingBlockStore : public BlockStore {
   }
 
  private:
+  // The hook of SetUnreachable, copied so that it runs without mu_.
+  std::function<Status()> Unreachable() const {
+    std::lock_guard lock(mu_);
+    return unreachable_;
+  }
+
   int64_t Growth(const CommitBatch& batch) {
     int64_t growth = 0;
     for (const auto& [key, value] : batch.puts) {
