@@ -2,8 +2,9 @@
 # Builds EnclaveFS and runs every test, in this order:
 #   1. a check that every C++ source is clang-formatted (.clang-format);
 #   2. an AddressSanitizer + UBSan build of the unit tests;
-#   3. the protocol decoder fuzzer for a bounded time (FUZZ_SECONDS, default 60);
-#   4. the release build and its full CTest suite (unit, integration, e2e).
+#   3. a ThreadSanitizer build of the unit and integration tests;
+#   4. the protocol decoder fuzzer for a bounded time (FUZZ_SECONDS, default 60);
+#   5. the release build and its full CTest suite (unit, integration, e2e).
 # Ends with CTest's summary line of the full suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,15 @@ ninja -C build-asan -j"$JOBS" blockstore_tests fs_tests enclave_mount_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -L unit -j"$JOBS" --output-on-failure \
   --timeout 300
+
+step "ThreadSanitizer build of the unit and integration tests"
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DENCLAVEFS_TSAN=ON -DENCLAVEFS_BENCH=OFF >/dev/null
+ninja -C build-tsan -j"$JOBS" blockstore_tests fs_tests enclave_mount_tests \
+  host_server_tests enclavefs-host
+TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
+  ctest --test-dir build-tsan -L 'unit|integration' -j"$JOBS" \
+  --output-on-failure --timeout 300
 
 step "fuzzing the protocol decoders for ${FUZZ_SECONDS}s"
 CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -18,8 +18,8 @@
 namespace enclavefs {
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kGlibcMalloc = false;  // ASan brings its own allocator
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kGlibcMalloc = false;  // the sanitizer brings its own allocator
 #else
 constexpr bool kGlibcMalloc = true;
 #endif

@@ -129,9 +129,13 @@ class RemoteReconnectTest : public ::testing::Test {
     auto first = (*store)->Get(keys);
     auto second = (*store)->Get(keys);
     spdlog::set_default_logger(previous);
-    EXPECT_EQ(first.status().code(), StatusCode::kUnavailable);
-    EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
-    EXPECT_EQ(first.status().ToString(), second.status().ToString());
+    // Both end a round that gave up, the second's own or the first's
+    // remembered one; the cause's timing may differ between rounds.
+    for (const Status& failed : {first.status(), second.status()}) {
+      EXPECT_EQ(failed.code(), StatusCode::kUnavailable);
+      EXPECT_TRUE(failed.message().starts_with("cannot reconnect to "))
+          << failed.ToString();
+    }
     std::vector<std::string> warnings;
     const auto raw = sink->last_raw();
     for (size_t i = before; i < raw.size(); ++i) {
