@@ -287,9 +287,15 @@ void Volume::RunDeferredCommit() {
   if (!commit_deferred_.exchange(false)) return;  // another thread ran it
   if (s.ok()) {
     WaitForUploads();
+    {
+      std::shared_lock lock(mu_);
+      if (!RoomFreedLocked() &&
+          DirtyBytesLocked() < options_.dirty_limit_bytes) {
+        return;
+      }
+    }
+    UploadBeforeCommit();
     std::unique_lock lock(mu_);
-    const bool room_freed = RoomFreedLocked();
-    if (!room_freed && DirtyBytesLocked() < options_.dirty_limit_bytes) return;
     s = CommitLocked(false);
   }
   if (!s.ok() && !IsNoRoom(s)) {
@@ -782,6 +788,7 @@ Status Volume::Commit(bool durable) {
   EFS_RETURN_IF_ERROR(RestoreConnection());
   CommitPass pass(*this);
   WaitForUploads();
+  UploadBeforeCommit();
   std::unique_lock lock(mu_);
   return CommitLocked(durable);
 }

@@ -35,11 +35,12 @@
 // Thread safety: every method is safe to call concurrently. One
 // shared_mutex: reads take it shared, writes and commits exclusive. Lock
 // order: gate_mu_ (Operations) -> mu_ -> readahead_mu_ -> NodeCache's mutex;
-// the timer thread only calls Commit. Known limitation: Commit holds mu_
-// exclusively while the host applies the batch, so writers (and readers)
-// wait for the round trip. A connection the store knows it lost (the host
-// closed it or died) is restored before the lock is taken, so readers do
-// not wait for a reconnect.
+// the timer thread only calls Commit. A commit stores its data blocks
+// before it takes mu_, as the write-behind uploader does, and a connection
+// the store knows it lost (the host closed it or died) is restored before
+// that, so readers wait for neither. Known limitation: Commit then holds
+// mu_ exclusively while it seals the tree and the host applies the root's
+// batch, so writers (and readers) wait for that round trip.
 #pragma once
 
 #include <atomic>
@@ -338,10 +339,17 @@ class Volume : private NodeLoader {
   // Write-behind (volume_upload.cpp). The uploader thread runs UploadOnce
   // while pending data is over options_.write_behind_bytes.
   void UploaderLoop();
-  // Moves the least recently written pending blocks to uploading_, stores
-  // them without holding mu_, then records their tags (or, on failure, makes
-  // them pending again). False if there was nothing to do.
-  bool UploadOnce();
+  // Moves the least recently written pending blocks, all but `keep_blocks`
+  // of them and at most one batch, to uploading_, stores them without
+  // holding mu_, then records their tags (or, on failure, makes them pending
+  // again). False if there was nothing to do, or on failure.
+  bool UploadOnce(size_t keep_blocks);
+  // Stores every pending data block the way the uploader does, so that a
+  // commit holds mu_ exclusively only for the tree and the root, and readers
+  // do not wait for its data. Stops at the first failure, which the commit
+  // then meets on its own path. With the commit gate held and no upload
+  // running. REQUIRES no mu_ held.
+  void UploadBeforeCommit();
   // Waits until no upload is running; with the commit gate held (so no new
   // one starts). REQUIRES no mu_ held.
   void WaitForUploads();

@@ -171,7 +171,7 @@ void Volume::UploaderLoop() {
         std::lock_guard gate(gate_mu_);
         if (committers_ > 0) break;
       }
-      more = UploadOnce();
+      more = UploadOnce(options_.write_behind_bytes / 2 / block_size());
     }
     lock.lock();
     upload_running_ = false;
@@ -184,13 +184,24 @@ void Volume::WaitForUploads() {
   upload_cv_.wait(lock, [this] { return !upload_running_; });
 }
 
-bool Volume::UploadOnce() {
+void Volume::UploadBeforeCommit() {
+  auto worker = [this] {
+    while (UploadOnce(0)) {
+    }
+  };
+  // As in UploadPendingLocked: sealing one batch overlaps storing another.
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < kUploadWorkers; ++i) helpers.emplace_back(worker);
+  worker();
+  for (auto& helper : helpers) helper.join();
+}
+
+bool Volume::UploadOnce(size_t keep_blocks) {
   std::vector<std::pair<std::string, PendingData>> batch;
   {
     std::unique_lock lock(mu_);
-    const size_t low_water = options_.write_behind_bytes / 2 / block_size();
     // While commits fail, the next commit sends what it can.
-    if (!failed_.ok() || !stalled_.ok() || pending_.size() <= low_water) {
+    if (!failed_.ok() || !stalled_.ok() || pending_.size() <= keep_blocks) {
       return false;
     }
     std::vector<std::map<std::string, PendingData>::iterator> oldest;
@@ -199,7 +210,7 @@ bool Volume::UploadOnce() {
       oldest.push_back(it);
     }
     const size_t take =
-        std::min({pending_.size() - low_water, oldest.size(),
+        std::min({pending_.size() - keep_blocks, oldest.size(),
                   std::max<size_t>(1, kUploadBatchBytes / block_size())});
     std::nth_element(oldest.begin(), oldest.begin() + (take - 1), oldest.end(),
                      [](const auto& a, const auto& b) {

@@ -41,11 +41,14 @@ class TamperingBlockStore : public BlockStore {
   }
 
   Status Commit(const CommitBatch& batch) override {
+    std::function<void(const CommitBatch&)> before;
     {
       std::lock_guard lock(mu_);
       ++commit_calls_;
       if (!commit_failure_.ok()) return commit_failure_;
+      before = before_commit_;
     }
+    if (before) before(batch);
     if (auto unreachable = Unreachable()) return unreachable();
     if (refuse_growth_ && Growth(batch) > 0) {
       return Status::QuotaExceeded("the volume is full to the last byte");
@@ -138,6 +141,12 @@ class TamperingBlockStore : public BlockStore {
     std::lock_guard lock(mu_);
     unreachable_ = std::move(reach);
   }
+  // Runs `hook` at the start of every Commit, without the store's lock; it
+  // may block, as a slow host does. nullptr: none.
+  void SetBeforeCommit(std::function<void(const CommitBatch&)> hook) {
+    std::lock_guard lock(mu_);
+    before_commit_ = std::move(hook);
+  }
   // Every later Commit that would raise the stored bytes fails with
   // QuotaExceeded, as at a quota reached to the last byte; the host judges
   // a batch by its net growth.
@@ -208,6 +217,7 @@ class TamperingBlockStore : public BlockStore {
   size_t commit_calls_ = 0;
   Status commit_failure_;
   std::function<Status()> unreachable_;
+  std::function<void(const CommitBatch&)> before_commit_;
   std::atomic<bool> refuse_growth_{false};
   std::vector<size_t> get_batch_sizes_;
   std::map<std::string, std::vector<std::string>> versions_;

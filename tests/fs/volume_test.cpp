@@ -574,6 +574,43 @@ TEST(VolumeTest,
   EXPECT_EQ(MustRead(*volume, 1, 79), Block('a'));
 }
 
+// A commit stores its data blocks before it takes the volume's lock, so a
+// read does not wait for a slow host to store them.
+TEST(VolumeTest, givenCommitStoringData_whenReading_thenReadDoesNotWait) {
+  VolumeEnv env;
+  auto volume = env.MustOpen();
+  ASSERT_TRUE(volume->Put("k", "v").ok());
+  ASSERT_TRUE(volume->Commit(true).ok());
+  for (uint64_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(volume->WriteData(1, i, Block('d')).ok());
+  }
+  std::promise<void> reached, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  env.store().SetBeforeCommit([&](const CommitBatch& batch) {
+    const bool has_root = std::ranges::any_of(
+        batch.puts, [](const auto& put) { return put.first == kRootKey; });
+    if (has_root || !first.exchange(false)) return;
+    reached.set_value();
+    released.wait();
+  });
+  auto committing =
+      std::async(std::launch::async, [&] { return volume->Commit(true); });
+  ASSERT_EQ(reached.get_future().wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  auto read = std::async(std::launch::async, [&] { return volume->Get("k"); });
+  const bool read_waited =
+      read.wait_for(std::chrono::seconds(2)) != std::future_status::ready;
+  release.set_value();
+  EXPECT_FALSE(read_waited) << "a read waited for the data upload";
+  auto value = read.get();
+  ASSERT_TRUE(value.ok()) << value.status().ToString();
+  EXPECT_EQ(*value, "v");
+  EXPECT_TRUE(committing.get().ok());
+  env.store().SetBeforeCommit(nullptr);
+  EXPECT_EQ(MustRead(*volume, 1, 3), Block('d'));
+}
+
 // At a quota reached to the last byte, deleting one file makes room for
 // another's buffered data: the commit's new blocks travel with the deletes.
 TEST(
