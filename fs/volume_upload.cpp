@@ -19,14 +19,17 @@ constexpr size_t kUploadBatchBytes = 8u << 20;
 // Commit-time seal+send workers: one per core of the 2-core target.
 constexpr size_t kUploadWorkers = 2;
 
+size_t BlocksPerBatch(size_t block_size) {
+  return std::max<size_t>(1, kUploadBatchBytes / block_size);
+}
+
 }  // namespace
 
 Status Volume::UploadPendingLocked() {
   std::vector<std::pair<const std::string*, PendingData*>> blocks;
   blocks.reserve(pending_.size());
   for (auto& [name, pending] : pending_) blocks.emplace_back(&name, &pending);
-  const size_t per_batch =
-      std::max<size_t>(1, kUploadBatchBytes / block_size());
+  const size_t per_batch = BlocksPerBatch(block_size());
   // Workers seal and send whole batches, so sealing one overlaps the host
   // storing another.
   std::atomic<size_t> next{0};
@@ -185,13 +188,21 @@ void Volume::WaitForUploads() {
 }
 
 void Volume::UploadBeforeCommit() {
+  size_t pending;
+  {
+    std::shared_lock lock(mu_);
+    pending = pending_.size();
+  }
   auto worker = [this] {
     while (UploadOnce(0)) {
     }
   };
   // As in UploadPendingLocked: sealing one batch overlaps storing another.
+  const size_t per_batch = BlocksPerBatch(block_size());
   std::vector<std::thread> helpers;
-  for (size_t i = 1; i < kUploadWorkers; ++i) helpers.emplace_back(worker);
+  for (size_t i = 1; i < kUploadWorkers && i * per_batch < pending; ++i) {
+    helpers.emplace_back(worker);
+  }
   worker();
   for (auto& helper : helpers) helper.join();
 }
@@ -209,9 +220,8 @@ bool Volume::UploadOnce(size_t keep_blocks) {
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
       oldest.push_back(it);
     }
-    const size_t take =
-        std::min({pending_.size() - keep_blocks, oldest.size(),
-                  std::max<size_t>(1, kUploadBatchBytes / block_size())});
+    const size_t take = std::min({pending_.size() - keep_blocks, oldest.size(),
+                                  BlocksPerBatch(block_size())});
     std::nth_element(oldest.begin(), oldest.begin() + (take - 1), oldest.end(),
                      [](const auto& a, const auto& b) {
                        return a->second.written < b->second.written;
