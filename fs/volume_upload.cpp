@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <unordered_set>
 
 #include "blockstore/protocol.h"
@@ -23,6 +24,19 @@ size_t BlocksPerBatch(size_t block_size) {
   return std::max<size_t>(1, kUploadBatchBytes / block_size);
 }
 
+// Runs `worker` on this thread and on up to kUploadWorkers - 1 more, one
+// more for each further batch of `blocks`, so that sealing one batch
+// overlaps the host storing another. Returns once all have returned.
+void RunUploadWorkers(size_t blocks, size_t per_batch,
+                      const std::function<void()>& worker) {
+  std::vector<std::thread> helpers;
+  for (size_t i = 1; i < kUploadWorkers && i * per_batch < blocks; ++i) {
+    helpers.emplace_back(worker);
+  }
+  worker();
+  for (auto& helper : helpers) helper.join();
+}
+
 }  // namespace
 
 Status Volume::UploadPendingLocked() {
@@ -30,8 +44,6 @@ Status Volume::UploadPendingLocked() {
   blocks.reserve(pending_.size());
   for (auto& [name, pending] : pending_) blocks.emplace_back(&name, &pending);
   const size_t per_batch = BlocksPerBatch(block_size());
-  // Workers seal and send whole batches, so sealing one overlaps the host
-  // storing another.
   std::atomic<size_t> next{0};
   std::mutex failure_mu;
   Status failure;
@@ -48,12 +60,7 @@ Status Volume::UploadPendingLocked() {
       }
     }
   };
-  std::vector<std::thread> helpers;
-  for (size_t i = 1; i < kUploadWorkers && i * per_batch < blocks.size(); ++i) {
-    helpers.emplace_back(worker);
-  }
-  worker();
-  for (auto& helper : helpers) helper.join();
+  RunUploadWorkers(blocks.size(), per_batch, worker);
   EFS_RETURN_IF_ERROR(failure);
   for (const auto& [name, pending] : blocks) {
     EFS_RETURN_IF_ERROR(tree_.Put(ExtentKey(pending->file, pending->index),
@@ -193,18 +200,10 @@ void Volume::UploadBeforeCommit() {
     std::shared_lock lock(mu_);
     pending = pending_.size();
   }
-  auto worker = [this] {
+  RunUploadWorkers(pending, BlocksPerBatch(block_size()), [this] {
     while (UploadOnce(0)) {
     }
-  };
-  // As in UploadPendingLocked: sealing one batch overlaps storing another.
-  const size_t per_batch = BlocksPerBatch(block_size());
-  std::vector<std::thread> helpers;
-  for (size_t i = 1; i < kUploadWorkers && i * per_batch < pending; ++i) {
-    helpers.emplace_back(worker);
-  }
-  worker();
-  for (auto& helper : helpers) helper.join();
+  });
 }
 
 bool Volume::UploadOnce(size_t keep_blocks) {

@@ -482,29 +482,31 @@ TEST(VolumeTest,
   EXPECT_EQ(MustGet(*volume, "k"), "v");
 }
 
-// What happened while a commit found its connection lost and the store's
-// reconnect blocked: whether the commit got that far, and whether a read of
-// "k" meanwhile had to wait for the reconnect.
-struct ReadDuringReconnect {
+// What happened while a commit was held inside the store: whether the
+// commit got that far, and whether a read of "k" meanwhile had to wait.
+struct ReadDuringStall {
   bool reached = false;
   bool read_waited = true;
   std::optional<std::string> read;
 };
 
-// Runs `commit` on another thread, with the store unreachable: its reconnect
-// blocks until the read of "k" has finished or waited 2 s.
-ReadDuringReconnect ReadWhileReconnecting(VolumeEnv& env, Volume& volume,
-                                          const std::function<void()>& commit) {
+// Sets a store hook that calls the function it is given where the store
+// should stall, or removes it when given nullptr.
+using StallHook = std::function<void(std::function<void()>)>;
+
+// Runs `commit` on another thread with the hook `install` sets: its stalls
+// block until the read of "k" has finished or waited 2 s.
+ReadDuringStall ReadWhileStoreStalls(Volume& volume, const StallHook& install,
+                                     const std::function<void()>& commit) {
   std::promise<void> reached, release;
   std::shared_future<void> released = release.get_future().share();
   std::atomic<bool> first{true};
-  env.store().SetUnreachable([&] {
+  install([&] {
     if (first.exchange(false)) reached.set_value();
     released.wait();
-    return Status::Unavailable("cannot reconnect to the host");
   });
   auto committing = std::async(std::launch::async, commit);
-  ReadDuringReconnect out;
+  ReadDuringStall out;
   out.reached = reached.get_future().wait_for(std::chrono::seconds(10)) ==
                 std::future_status::ready;
   std::future<Result<std::optional<std::string>>> read;
@@ -520,8 +522,19 @@ ReadDuringReconnect ReadWhileReconnecting(VolumeEnv& env, Volume& volume,
     if (value.ok()) out.read = *value;
   }
   committing.get();
-  env.store().SetUnreachable(nullptr);
+  install(nullptr);
   return out;
+}
+
+// The store is unreachable, and each reconnect stalls before it fails.
+StallHook StalledReconnects(VolumeEnv& env) {
+  return [&env](std::function<void()> stall) {
+    if (!stall) return env.store().SetUnreachable(nullptr);
+    env.store().SetUnreachable([stall] {
+      stall();
+      return Status::Unavailable("cannot reconnect to the host");
+    });
+  };
 }
 
 // A commit restores a lost connection before it takes the volume's lock: a
@@ -538,8 +551,9 @@ TEST(VolumeTest, givenLostConnection_whenCommitting_thenReadsDoNotWait) {
   const size_t commits_before = env.store().commit_calls();
 
   Status committed;
-  const ReadDuringReconnect seen = ReadWhileReconnecting(
-      env, *volume, [&] { committed = volume->Commit(true); });
+  const ReadDuringStall seen =
+      ReadWhileStoreStalls(*volume, StalledReconnects(env),
+                           [&] { committed = volume->Commit(true); });
 
   ASSERT_TRUE(seen.reached);
   EXPECT_FALSE(seen.read_waited) << "a read waited for the reconnect";
@@ -559,12 +573,13 @@ TEST(VolumeTest,
   ASSERT_TRUE(volume->Commit(true).ok());
   const size_t commits_before = env.store().commit_calls();
 
-  const ReadDuringReconnect seen = ReadWhileReconnecting(env, *volume, [&] {
-    Volume::Operation op = volume->BeginOperation();
-    for (uint64_t i = 0; i < 80; ++i) {
-      ASSERT_TRUE(volume->WriteData(1, i, Block('a')).ok());
-    }
-  });
+  const ReadDuringStall seen =
+      ReadWhileStoreStalls(*volume, StalledReconnects(env), [&] {
+        Volume::Operation op = volume->BeginOperation();
+        for (uint64_t i = 0; i < 80; ++i) {
+          ASSERT_TRUE(volume->WriteData(1, i, Block('a')).ok());
+        }
+      });
 
   ASSERT_TRUE(seen.reached);
   EXPECT_FALSE(seen.read_waited) << "a read waited for the reconnect";
@@ -584,30 +599,25 @@ TEST(VolumeTest, givenCommitStoringData_whenReading_thenReadDoesNotWait) {
   for (uint64_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(volume->WriteData(1, i, Block('d')).ok());
   }
-  std::promise<void> reached, release;
-  std::shared_future<void> released = release.get_future().share();
-  std::atomic<bool> first{true};
-  env.store().SetBeforeCommit([&](const CommitBatch& batch) {
-    const bool has_root = std::ranges::any_of(
-        batch.puts, [](const auto& put) { return put.first == kRootKey; });
-    if (has_root || !first.exchange(false)) return;
-    reached.set_value();
-    released.wait();
-  });
-  auto committing =
-      std::async(std::launch::async, [&] { return volume->Commit(true); });
-  ASSERT_EQ(reached.get_future().wait_for(std::chrono::seconds(10)),
-            std::future_status::ready);
-  auto read = std::async(std::launch::async, [&] { return volume->Get("k"); });
-  const bool read_waited =
-      read.wait_for(std::chrono::seconds(2)) != std::future_status::ready;
-  release.set_value();
-  EXPECT_FALSE(read_waited) << "a read waited for the data upload";
-  auto value = read.get();
-  ASSERT_TRUE(value.ok()) << value.status().ToString();
-  EXPECT_EQ(*value, "v");
-  EXPECT_TRUE(committing.get().ok());
-  env.store().SetBeforeCommit(nullptr);
+  // Stalls the batches of data blocks, not the root's.
+  const StallHook stalled_data = [&](std::function<void()> stall) {
+    if (!stall) return env.store().SetBeforeCommit(nullptr);
+    env.store().SetBeforeCommit([stall](const CommitBatch& batch) {
+      if (std::ranges::none_of(batch.puts, [](const auto& put) {
+            return put.first == kRootKey;
+          })) {
+        stall();
+      }
+    });
+  };
+  Status committed;
+  const ReadDuringStall seen = ReadWhileStoreStalls(
+      *volume, stalled_data, [&] { committed = volume->Commit(true); });
+
+  ASSERT_TRUE(seen.reached);
+  EXPECT_FALSE(seen.read_waited) << "a read waited for the data upload";
+  EXPECT_EQ(seen.read, "v");
+  EXPECT_TRUE(committed.ok()) << committed.ToString();
   EXPECT_EQ(MustRead(*volume, 1, 3), Block('d'));
 }
 
