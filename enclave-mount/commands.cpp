@@ -111,6 +111,9 @@ Subcommands Define(CLI::App& app, CliOptions& o, OptionalNumbers& n) {
   s.mount->add_flag("--no-block-fill", o.no_block_fill,
                     "answer a small read with only the pages asked for, not "
                     "the rest of its block too (see docs/usage.md)");
+  s.mount->add_flag("--no-io-uring", o.no_io_uring,
+                    "serve FUSE requests through /dev/fuse even when the "
+                    "kernel offers io_uring (see docs/usage.md)");
   s.mount->add_option("-o", o.fuse_options,
                       "FUSE mount options, e.g. allow_other");
   CLI::Option* anchor_file =

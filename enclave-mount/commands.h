@@ -52,6 +52,7 @@ struct CliOptions {
   bool xattrs = false;
   unsigned writeback_share = 50;  // percent
   bool no_block_fill = false;
+  bool no_io_uring = false;
   std::vector<std::string> fuse_options;  // each -o value
   std::string anchor_file;
   std::string anchor_command;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "enclave-mount/errno_map.h"
+#include "enclave-mount/fuse_uring.h"
 #include "enclave-mount/writeback.h"
 
 namespace enclavefs {
@@ -32,6 +33,7 @@ struct FuseState {
   Status final_status;  // set by Destroy
 
   fuse_session* session = nullptr;
+  FuseUring* uring = nullptr;  // the session's custom I/O, if any
   bool block_fill = true;
 
   std::mutex mu;
@@ -579,6 +581,18 @@ void OnRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   ReplyStatus(req, FsOf(req).RemoveXattr(ino, name));
 }
 
+// libfuse hands custom I/O the session's userdata, our FuseState.
+const fuse_custom_io kUringIo = {
+    .writev = [](int fd, iovec* iov, int count, void* userdata) -> ssize_t {
+      return static_cast<FuseState*>(userdata)->uring->Writev(fd, iov, count);
+    },
+    .read = [](int fd, void* buf, size_t len, void* userdata) -> ssize_t {
+      return static_cast<FuseState*>(userdata)->uring->Read(fd, buf, len);
+    },
+    .splice_receive = nullptr,
+    .splice_send = nullptr,
+};
+
 fuse_lowlevel_ops MakeOps(bool xattrs) {
   fuse_lowlevel_ops ops{};
   ops.init = OnInit;
@@ -687,8 +701,22 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
     spdlog::warn("mount: page cache keeps the kernel's 1 % writeback share: {}",
                  s.message());
   }
+  std::unique_ptr<FuseUring> uring;
+  if (options.io_uring) {
+    uring = std::make_unique<FuseUring>(session);
+    state->uring = uring.get();
+    if (fuse_session_custom_io(session, &kUringIo, fuse_session_fd(session)) !=
+        0) {
+      state->uring = nullptr;
+      uring.reset();
+      spdlog::warn(
+          "mount: libfuse refused custom I/O, so no FUSE over "
+          "io_uring; serving through /dev/fuse");
+    }
+  }
   auto server =
       std::unique_ptr<FuseServer>(new FuseServer(std::move(state), session));
+  server->uring_ = std::move(uring);
   server->max_idle_threads_ = options.max_idle_threads;
   server->max_threads_ = options.max_threads;
   if (fuse_set_signal_handlers(session) != 0) {
@@ -699,6 +727,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(
 
 FuseServer::~FuseServer() {
   if (session_ == nullptr) return;  // Run() already tore it down
+  if (uring_) uring_->Stop();
   fuse_remove_signal_handlers(session_);
   if (mounted_) fuse_session_unmount(session_);
   // Runs the destroy handler (final commit) if the kernel ever sent INIT.
@@ -712,6 +741,7 @@ Status FuseServer::Run() {
   fuse_loop_cfg_set_max_threads(config, max_threads_);
   const int loop = fuse_session_loop_mt(session_, config);
   fuse_loop_cfg_destroy(config);
+  if (uring_) uring_->Stop();
   if (loop > 0) spdlog::info("received {}, unmounting", strsignal(loop));
   fuse_remove_signal_handlers(session_);
   fuse_session_unmount(session_);

@@ -55,6 +55,9 @@ struct FuseMountOptions {
   // block goes into the kernel's page cache too (fuse_ops.cpp,
   // ReadAndFillBlock).
   bool block_fill = true;
+  // true: serve requests over io_uring when the kernel offers it
+  // (enclave-mount/fuse_uring.h); /dev/fuse otherwise.
+  bool io_uring = true;
   std::chrono::seconds cache_timeout{3600};
   unsigned max_idle_threads = 10;
   unsigned max_threads = 16;
@@ -73,6 +76,7 @@ std::string FuseOptionString(const FuseMountOptions& options,
                              bool mounted_by_root);
 
 struct FuseState;  // the handlers' shared state, defined in fuse_ops.cpp
+class FuseUring;
 
 class FuseServer {
  public:
@@ -96,7 +100,8 @@ class FuseServer {
   FuseServer(std::unique_ptr<FuseState> state, ::fuse_session* session);
 
   std::unique_ptr<FuseState> state_;
-  ::fuse_session* session_;  // owned; null once Run() returned
+  ::fuse_session* session_;           // owned; null once Run() returned
+  std::unique_ptr<FuseUring> uring_;  // null with --no-io-uring
   bool mounted_ = true;
   unsigned max_idle_threads_ = 10;
   unsigned max_threads_ = 16;

@@ -197,6 +197,7 @@ Outcome Prepare(const CliOptions& o, MountPlan* plan) {
   plan->fuse.xattrs = o.xattrs;
   plan->fuse.writeback_share = o.writeback_share;
   plan->fuse.block_fill = !o.no_block_fill;
+  plan->fuse.io_uring = !o.no_io_uring;
 
   const std::string run_dir = RunDirectory();
   stdfs::create_directories(run_dir, ec);

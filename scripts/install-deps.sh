@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang clang-format
-  libfuse3-dev fuse3
+  libfuse3-dev fuse3 liburing-dev
   libsodium-dev libssl-dev libisal-dev
   libcli11-dev librocksdb-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -4,7 +4,10 @@
 #   2. an AddressSanitizer + UBSan build of the unit tests;
 #   3. a ThreadSanitizer build of the unit and integration tests;
 #   4. the protocol decoder fuzzer for a bounded time (FUZZ_SECONDS, default 60);
-#   5. the release build and its full CTest suite (unit, integration, e2e).
+#   5. the release build, and its e2e tests with FUSE over io_uring on (when
+#      the kernel has it; the setting is put back afterwards);
+#   6. the full CTest suite (unit, integration, e2e) with the kernel's FUSE
+#      settings as the machine has them (/dev/fuse by default).
 # Ends with CTest's summary line of the full suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +67,25 @@ grep -E "^#[0-9]+ +DONE" build-fuzz/fuzz.log || tail -n 2 build-fuzz/fuzz.log
 step "release build"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build -j"$JOBS"
+
+step "end-to-end tests over FUSE io_uring"
+# enclavefs mount serves over io_uring when the kernel offers it, which
+# Linux 6.14+ does once the fuse module's enable_uring is Y (off by
+# default). Turned on for this step only, so that the e2e suite covers both
+# transports.
+URING_PARAM=/sys/module/fuse/parameters/enable_uring
+if [ -w "$URING_PARAM" ]; then
+  uring_before=$(cat "$URING_PARAM")
+  trap 'echo "$uring_before" >"$URING_PARAM"' EXIT
+  echo Y >"$URING_PARAM"
+  ctest --test-dir build -L e2e -j"$JOBS" --output-on-failure --timeout 600 \
+    >build/ctest-uring.log 2>&1 || { tail -n 80 build/ctest-uring.log; exit 1; }
+  grep -E "tests passed, [0-9]+ tests? failed out of" build/ctest-uring.log
+  echo "$uring_before" >"$URING_PARAM"
+  trap - EXIT
+else
+  echo "skipped: this kernel has no FUSE over io_uring ($URING_PARAM)"
+fi
 
 step "full test suite"
 status=0
