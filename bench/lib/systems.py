@@ -186,11 +186,12 @@ class EnclaveFs(FuseSystem):
     volume = "bench"
 
     def __init__(self, workdir, build_dir, block_size=None,
-                 direct_reads=False):
+                 direct_reads=False, io_uring=True):
         super().__init__(workdir)
         self.build_dir = build_dir
         self.block_size = block_size
         self.direct_reads = direct_reads
+        self.io_uring = io_uring
         self.host_bin = os.path.join(build_dir, "host-server",
                                      "enclavefs-host")
         self.efs_bin = os.path.join(build_dir, "enclave-mount", "enclavefs")
@@ -246,8 +247,9 @@ class EnclaveFs(FuseSystem):
 
     def _mount_command(self):
         log_file = os.path.join(self.run_dir, "enclavefs-mount.log")
-        return ([self.efs_bin, "mount", *self._keyopts(), "--log-file",
-                 log_file, self.mnt], None, self._env())
+        transport = [] if self.io_uring else ["--no-io-uring"]
+        return ([self.efs_bin, "mount", *self._keyopts(), *transport,
+                 "--log-file", log_file, self.mnt], None, self._env())
 
     def unmount(self):
         self._find_daemons()
@@ -321,10 +323,11 @@ ALL_SYSTEMS = ("enclavefs",) + PEERS + ("native",)
 
 
 def make_system(name, workdir, build_dir, block_size=None,
-                direct_reads=False):
+                direct_reads=False, io_uring=True):
     classes = {c.name: c for c in (Native, Gocryptfs, Securefs, Cryfs)}
     if name == "enclavefs":
-        return EnclaveFs(workdir, build_dir, block_size, direct_reads)
+        return EnclaveFs(workdir, build_dir, block_size, direct_reads,
+                         io_uring)
     return classes[name](workdir)
 
 

@@ -208,6 +208,26 @@ def drop_caches():
         raise BenchError(f"cannot drop caches (run as root): {e}") from e
 
 
+FUSE_IO_URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
+
+
+def set_fuse_io_uring(value):
+    """Sets the fuse module's enable_uring ("Y" or "N"), which lets FUSE
+    daemons that ask for it serve requests over io_uring (Linux 6.14+);
+    returns the previous value, or None when this kernel has no such
+    setting."""
+    try:
+        with open(FUSE_IO_URING_PARAM, "r+", encoding="ascii") as f:
+            before = f.read().strip()
+            f.seek(0)
+            f.write(value + "\n")
+            return before
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise BenchError(f"cannot set {FUSE_IO_URING_PARAM}: {e}") from e
+
+
 def warm_free_memory(nbytes):
     """Has the kernel allocate and zero nbytes of fresh anonymous memory, then
     frees it.

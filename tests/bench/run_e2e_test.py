@@ -22,9 +22,20 @@ SYSTEMS = ["enclavefs", "native"]
 BUILD_DIR = None
 
 
+def read_fuse_io_uring():
+    """The fuse module's enable_uring ("Y"/"N"), None if the kernel has no
+    FUSE over io_uring."""
+    try:
+        with open(util.FUSE_IO_URING_PARAM, encoding="ascii") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 class QuickRunTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        cls.uring_before = read_fuse_io_uring()
         cls.tmp = tempfile.mkdtemp(prefix="bench_e2e_")
         cls.workdir = os.path.join(cls.tmp, "work")
         cls.result = subprocess.run(
@@ -41,12 +52,25 @@ class QuickRunTest(unittest.TestCase):
         self.assertEqual(self.result.returncode, 0,
                          self.result.stdout[-3000:] + self.result.stderr)
 
-    def results(self):
+    def document(self):
         runs = os.listdir(os.path.join(self.workdir, "results"))
         self.assertEqual(len(runs), 1)
         path = os.path.join(self.workdir, "results", runs[0], "results.json")
         with open(path, encoding="utf-8") as f:
-            return json.load(f)["results"]
+            return json.load(f)
+
+    def results(self):
+        return self.document()["results"]
+
+    def test_enclavefs_served_over_io_uring_and_setting_put_back(self):
+        machine = self.document()["machine"]
+        self.assertEqual(read_fuse_io_uring(), self.uring_before)
+        mounts = machine["enclavefs_transport"]
+        if self.uring_before is None:  # no FUSE over io_uring in this kernel
+            self.assertTrue(mounts.startswith("io_uring in 0 of "), mounts)
+        else:
+            # setup, and a remount for each of the two cold jobs
+            self.assertIn("io_uring in 3 of 3 mounts", mounts)
 
     def test_every_job_measured_on_every_system(self):
         measured = {(r["job"], r["system"]) for r in self.results()
