@@ -170,9 +170,12 @@ ssize_t FuseUring::Writev(int fd, struct iovec* iov, int count) {
   // all queues have an entry, so the rings must exist before it is sent.
   auto* reply = static_cast<fuse_init_out*>(iov[1].iov_base);
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  // The kernel's largest request (its max_payload_sz); 32 pages is its
+  // default when the reply sets no max_pages.
+  const size_t pages = std::max<size_t>(reply->max_pages, 32);
   if (!Prepare(fuse_session_fd(session_),
                std::max({size_t{FUSE_MIN_READ_BUFFER}, size_t{reply->max_write},
-                         size_t{reply->max_pages} * page}))) {
+                         pages * page}))) {
     return ::writev(fd, iov, count);
   }
   reply->flags |= FUSE_INIT_EXT;
@@ -186,16 +189,18 @@ bool FuseUring::Prepare(int fd, size_t payload_size) {
   std::lock_guard lock(mu_);
   if (phase_ != Phase::kIdle) return false;
   const unsigned cpus = PossibleCpus();
+  const unsigned per_cpu = std::clamp(kMaxEntries / cpus, 1u, kEntriesPerCpu);
   std::string failure;
   try {
     for (unsigned cpu = 0; cpu < cpus && failure.empty(); ++cpu) {
-      for (unsigned i = 0; i < kEntriesPerCpu; ++i) {
+      for (unsigned i = 0; i < per_cpu; ++i) {
         auto entry = std::make_unique<Entry>();
         Entry& e = *entry;
         e.qid = cpu;
         e.fd = fd;
         e.payload_size = payload_size;
-        e.buffer = std::make_unique<char[]>(kPrefix + payload_size);
+        e.buffer =
+            std::make_unique_for_overwrite<char[]>(kPrefix + payload_size);
         e.iov[0] = {&e.header, sizeof(e.header)};
         e.iov[1] = {e.payload(), payload_size};
         if (int rc = io_uring_queue_init(4, &e.ring, IORING_SETUP_SQE128);
@@ -214,7 +219,7 @@ bool FuseUring::Prepare(int fd, size_t payload_size) {
   if (failure.empty()) {
     phase_ = Phase::kPrepared;
     spdlog::info("mount: FUSE over io_uring, {} queues of {} entries", cpus,
-                 kEntriesPerCpu);
+                 per_cpu);
     return true;
   }
   phase_ = Phase::kStopping;  // the threads started end at once

@@ -13,8 +13,8 @@
 // The session's /dev/fuse loop keeps running: INIT, FORGET and INTERRUPT
 // always come that way, and so does everything until the rings are ready.
 // When the kernel offers io_uring in INIT, the rings and their threads (one
-// per ring entry, kEntriesPerCpu per possible CPU) are set up first; only if
-// that worked is the INIT reply amended to accept io_uring. After the reply
+// per ring entry, up to kEntriesPerCpu per possible CPU) are set up first; only
+// if that worked is the INIT reply amended to accept io_uring. After the reply
 // each thread registers its entry, hands every request it gets to
 // fuse_session_process_buf, and sends the handler's reply, caught in
 // Writev, back with the fetch of its next request. Notifications still go
@@ -49,8 +49,11 @@ class FuseUring {
  public:
   // Ring entries, and so threads, per CPU: requests handled at once on one
   // CPU. A handler may wait for the host, so one would stall its CPU's
-  // callers behind it.
+  // callers behind it. Fewer on machines with many CPUs, so that all
+  // queues together have at most kMaxEntries (each holds a buffer of the
+  // largest request, 1 MiB here, touched only as far as requests fill it).
   static constexpr unsigned kEntriesPerCpu = 4;
+  static constexpr unsigned kMaxEntries = 64;
 
   explicit FuseUring(fuse_session* session);
   ~FuseUring();  // Stop()
