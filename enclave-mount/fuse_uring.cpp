@@ -141,9 +141,9 @@ ssize_t FuseUring::Read(int fd, void* buf, size_t len) {
   std::memcpy(&init, static_cast<const char*>(buf) + sizeof(*in), sizeof(init));
   const bool offered = (init.flags & FUSE_INIT_EXT) != 0 &&
                        (init.flags2 & (kFuseOverIoUring >> 32)) != 0;
-  kernel_offers_ = offered;
-  init_unique_ = in->unique;
-  if (!offered) {
+  if (offered) {
+    init_unique_ = in->unique;
+  } else {
     spdlog::info(
         "mount: the kernel does not offer FUSE over io_uring (that needs "
         "Linux 6.14 or later with /sys/module/fuse/parameters/enable_uring "
@@ -161,8 +161,8 @@ ssize_t FuseUring::Writev(int fd, struct iovec* iov, int count) {
     return current_->StoreReply(iov, count);
   }
   const uint64_t init = init_unique_;
-  if (init == 0 || out->unique != init || !kernel_offers_ || out->error != 0 ||
-      count < 2 || iov[1].iov_len < sizeof(fuse_init_out)) {
+  if (init == 0 || out->unique != init || out->error != 0 || count < 2 ||
+      iov[1].iov_len < sizeof(fuse_init_out)) {
     return ::writev(fd, iov, count);
   }
   init_unique_ = 0;

@@ -85,8 +85,8 @@ class FuseUring {
   void Process(Entry& entry);
 
   fuse_session* const session_;
-  std::atomic<uint64_t> init_unique_{0};  // 0: INIT not seen yet
-  std::atomic<bool> kernel_offers_{false};
+  // INIT's, once seen offering io_uring; 0 before, or if not offered.
+  std::atomic<uint64_t> init_unique_{0};
   std::atomic<uint64_t> served_{0};
   std::atomic<bool> stopping_{false};
 

@@ -9,7 +9,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,46 +25,6 @@ bool KernelOffersIoUring() {
   return value && !value->empty() && (*value)[0] == 'Y';
 }
 
-// Files written, renamed, removed, listed and read back through the mount:
-// requests of most kinds, with their replies checked.
-void ExerciseMount(const std::function<std::string(const std::string&)>& p) {
-  ASSERT_EQ(mkdir(p("d").c_str(), 0755), 0);
-  constexpr int kFiles = 64;
-  for (int i = 0; i < kFiles; ++i) {
-    const std::string name = p("d/f" + std::to_string(i));
-    ASSERT_TRUE(WriteFileSynced(name, PatternBytes(i, 1000 + 3000 * i)));
-    ASSERT_EQ(chmod(name.c_str(), 0600), 0);
-  }
-  for (int i = 0; i < kFiles; i += 2) {
-    ASSERT_EQ(std::rename(p("d/f" + std::to_string(i)).c_str(),
-                          p("d/g" + std::to_string(i)).c_str()),
-              0);
-  }
-  for (int i = 1; i < kFiles; i += 4) {
-    ASSERT_EQ(unlink(p("d/f" + std::to_string(i)).c_str()), 0);
-  }
-  size_t listed = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(p("d"))) {
-    (void)entry;
-    ++listed;
-  }
-  EXPECT_EQ(listed, kFiles - kFiles / 4);
-  for (int i = 0; i < kFiles; ++i) {
-    const std::string name =
-        p(std::string(i % 2 == 0 ? "d/g" : "d/f") + std::to_string(i));
-    std::optional<std::string> data = ReadFile(name);
-    if (i % 4 == 1) {
-      EXPECT_FALSE(data.has_value()) << name;
-      continue;
-    }
-    ASSERT_TRUE(data.has_value()) << name;
-    EXPECT_EQ(*data, PatternBytes(i, 1000 + 3000 * i)) << name;
-    struct stat st {};
-    ASSERT_EQ(stat(name.c_str(), &st), 0);
-    EXPECT_EQ(st.st_mode & 07777, 0600u) << name;
-  }
-}
-
 // The count in the daemon's "FUSE over io_uring served N requests" line.
 std::optional<long> ServedOverRings(const std::string& log) {
   const std::string marker = "FUSE over io_uring served ";
@@ -76,10 +35,50 @@ std::optional<long> ServedOverRings(const std::string& log) {
 
 class FuseTransportTest : public MountedVolumeTest {
  protected:
+  // Files written, renamed, removed, listed and read back through the mount:
+  // requests of most kinds, with their replies checked.
+  void ExerciseMount() {
+    ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
+    constexpr int kFiles = 64;
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string name = P("d/f" + std::to_string(i));
+      ASSERT_TRUE(WriteFileSynced(name, PatternBytes(i, 1000 + 3000 * i)));
+      ASSERT_EQ(chmod(name.c_str(), 0600), 0);
+    }
+    for (int i = 0; i < kFiles; i += 2) {
+      ASSERT_EQ(std::rename(P("d/f" + std::to_string(i)).c_str(),
+                            P("d/g" + std::to_string(i)).c_str()),
+                0);
+    }
+    for (int i = 1; i < kFiles; i += 4) {
+      ASSERT_EQ(unlink(P("d/f" + std::to_string(i)).c_str()), 0);
+    }
+    size_t listed = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(P("d"))) {
+      (void)entry;
+      ++listed;
+    }
+    EXPECT_EQ(listed, kFiles - kFiles / 4);
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string name =
+          P(std::string(i % 2 == 0 ? "d/g" : "d/f") + std::to_string(i));
+      std::optional<std::string> data = ReadFile(name);
+      if (i % 4 == 1) {
+        EXPECT_FALSE(data.has_value()) << name;
+        continue;
+      }
+      ASSERT_TRUE(data.has_value()) << name;
+      EXPECT_EQ(*data, PatternBytes(i, 1000 + 3000 * i)) << name;
+      struct stat st {};
+      ASSERT_EQ(stat(name.c_str(), &st), 0);
+      EXPECT_EQ(st.st_mode & 07777, 0600u) << name;
+    }
+  }
+
   // Runs the workload, checks it persisted across a remount, unmounts, and
   // returns the mount log of both mounts.
   std::string ExerciseAndUnmount() {
-    ExerciseMount([this](const std::string& r) { return P(r); });
+    ExerciseMount();
     Remount();
     std::optional<std::string> kept = ReadFile(P("d/g2"));
     EXPECT_EQ(kept.value_or(""), PatternBytes(2, 7000));
