@@ -6,14 +6,16 @@
 #include <utility>
 
 #include "blockstore/frame_io.h"
+#include "blockstore/logging.h"
 
 namespace enclavefs {
 
 RpcClient::RpcClient(std::unique_ptr<Connection> conn,
                      std::chrono::milliseconds stall_warning)
-    : conn_(std::move(conn)),
-      stall_warning_(stall_warning),
-      reader_([this] { ReadLoop(); }) {}
+    : conn_(std::move(conn)), stall_warning_(stall_warning), reader_([this] {
+        NameThisThread("efs-rpc-reader");
+        ReadLoop();
+      }) {}
 
 RpcClient::~RpcClient() {
   Break(Status::Unavailable("client closed"));

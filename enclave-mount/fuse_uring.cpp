@@ -17,6 +17,8 @@
 #include <fstream>
 #include <string>
 
+#include "blockstore/logging.h"
+
 namespace enclavefs {
 namespace {
 
@@ -244,6 +246,7 @@ void FuseUring::Serve(Entry& e) {
     released_.wait(lock, [&] { return phase_ != Phase::kPrepared; });
     if (phase_ != Phase::kRunning) return;
   }
+  NameThisThread("efs-ring-" + std::to_string(e.qid));
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
   CPU_SET(e.qid, &cpus);

@@ -1,10 +1,15 @@
 #include "fs/read_ahead.h"
 
+#include "blockstore/logging.h"
+
 namespace enclavefs {
 
 ReadAhead::ReadAhead(size_t workers, FetchFn fetch) : fetch_(std::move(fetch)) {
   for (size_t i = 0; i < workers; ++i) {
-    workers_.emplace_back([this] { WorkerLoop(); });
+    workers_.emplace_back([this] {
+      NameThisThread("efs-readahead");
+      WorkerLoop();
+    });
   }
 }
 

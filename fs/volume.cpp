@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "blockstore/logging.h"
 #include "blockstore/protocol.h"
 #include "fs/crypto.h"
 
@@ -197,10 +198,16 @@ Volume::Volume(std::shared_ptr<BlockStore> store,
         [this](const std::vector<BlockPtr>& ptrs) { (void)FetchData(ptrs); });
   }
   if (options_.write_behind_bytes > 0) {
-    uploader_ = std::thread([this] { UploaderLoop(); });
+    uploader_ = std::thread([this] {
+      NameThisThread("efs-uploader");
+      UploaderLoop();
+    });
   }
   if (options_.commit_interval.count() > 0) {
-    timer_ = std::thread([this] { TimerLoop(); });
+    timer_ = std::thread([this] {
+      NameThisThread("efs-commit-tmr");
+      TimerLoop();
+    });
   }
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <unordered_set>
 
+#include "blockstore/logging.h"
 #include "blockstore/protocol.h"
 #include "fs/volume.h"
 
@@ -31,7 +32,10 @@ void RunUploadWorkers(size_t blocks, size_t per_batch,
                       const std::function<void()>& worker) {
   std::vector<std::thread> helpers;
   for (size_t i = 1; i < kUploadWorkers && i * per_batch < blocks; ++i) {
-    helpers.emplace_back(worker);
+    helpers.emplace_back([&worker] {
+      NameThisThread("efs-commit-seal");
+      worker();
+    });
   }
   worker();
   for (auto& helper : helpers) helper.join();

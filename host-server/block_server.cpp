@@ -13,6 +13,7 @@
 #include <variant>
 
 #include "blockstore/frame_io.h"
+#include "blockstore/logging.h"
 
 namespace enclavefs {
 
@@ -88,7 +89,10 @@ class BlockServer::WorkerPool {
  public:
   explicit WorkerPool(size_t threads) {
     for (size_t i = 0; i < threads; ++i)
-      threads_.emplace_back([this] { Run(); });
+      threads_.emplace_back([this] {
+        NameThisThread("host-worker");
+        Run();
+      });
   }
   ~WorkerPool() {
     {
@@ -261,13 +265,17 @@ Status BlockServer::Start() {
       std::max<size_t>(1, options_.worker_threads));
   for (auto& listener : listeners_) {
     spdlog::info("listening on {}", listener->address().ToString());
-    accept_threads_.emplace_back(
-        [this, l = listener.get()] { AcceptLoop(*l, /*admin=*/false); });
+    accept_threads_.emplace_back([this, l = listener.get()] {
+      NameThisThread("host-accept");
+      AcceptLoop(*l, /*admin=*/false);
+    });
   }
   if (admin_listener_) {
     spdlog::info("admin socket on {}", admin_listener_->address().ToString());
-    accept_threads_.emplace_back(
-        [this] { AcceptLoop(*admin_listener_, /*admin=*/true); });
+    accept_threads_.emplace_back([this] {
+      NameThisThread("host-admin");
+      AcceptLoop(*admin_listener_, /*admin=*/true);
+    });
   }
   return Status::Ok();
 }
@@ -327,7 +335,10 @@ void BlockServer::AcceptLoop(Listener& listener, bool admin) {
     if (stopping_) return;
     spdlog::info("session {}: {} connection from {}", session->id,
                  admin ? "admin" : "client", session->peer);
-    session->reader = std::thread([this, session] { ServeSession(session); });
+    session->reader = std::thread([this, session] {
+      NameThisThread("host-session");
+      ServeSession(session);
+    });
     sessions_.push_back(std::move(session));
   }
 }

@@ -1,10 +1,13 @@
-// Tests of the shared logger set-up: repeated lines are folded into a count.
+// Tests of the shared logger set-up: repeated lines are folded into a count;
+// threads are named.
 #include "blockstore/logging.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <string>
+#include <thread>
 
 namespace enclavefs {
 namespace {
@@ -37,6 +40,24 @@ TEST(LoggingTest, givenRepeatedError_whenLogged_thenOneLineAndACount) {
   EXPECT_EQ(Count(logged, "Skipped 99 duplicate messages"), 1u) << logged;
   EXPECT_EQ(Count(logged, "commits succeed again"), 1u) << logged;
   EXPECT_LT(logged.find("Skipped 99"), logged.find("commits succeed again"));
+}
+
+std::string NameOf(pthread_t thread) {
+  char name[64] = {};
+  EXPECT_EQ(pthread_getname_np(thread, name, sizeof(name)), 0);
+  return name;
+}
+
+TEST(LoggingTest, givenThreadNamed_thenKernelReportsFirst15Chars) {
+  std::string short_name, long_name;
+  std::thread([&] {
+    NameThisThread("efs-uploader");
+    short_name = NameOf(pthread_self());
+    NameThisThread("efs-a-name-longer-than-fifteen");
+    long_name = NameOf(pthread_self());
+  }).join();
+  EXPECT_EQ(short_name, "efs-uploader");
+  EXPECT_EQ(long_name, "efs-a-name-long");
 }
 
 }  // namespace
