@@ -296,7 +296,10 @@ CommandResult E2eVolume::Mount(const std::vector<std::string>& extra,
   std::vector<std::string> args = {"--log-file", dir() + "/mount.log",
                                    mountpoint_};
   args.insert(args.end(), extra.begin(), extra.end());
-  CommandResult result = Enclavefs("mount", args, host);
+  std::vector<std::string> argv = mount_wrapper_;
+  std::vector<std::string> command = EnclavefsArgv("mount", args, host);
+  argv.insert(argv.end(), command.begin(), command.end());
+  CommandResult result = RunIn(argv, dir(), dir() + "/run");
   if (result.exit_code == 0) {
     mounted_ = true;
     daemon_pid_ = ParseDaemonPid(result.output);
@@ -334,16 +337,22 @@ bool E2eVolume::ForceUnmount() {
   return unmounted;
 }
 
-CommandResult E2eVolume::Enclavefs(const std::string& subcommand,
-                                   const std::vector<std::string>& extra,
-                                   const std::string& host) {
+std::vector<std::string> E2eVolume::EnclavefsArgv(
+    const std::string& subcommand, const std::vector<std::string>& extra,
+    const std::string& host) const {
   std::vector<std::string> argv = {
       kEnclavefsBinary, subcommand,
       "--host",         host.empty() ? host_address() : host,
       "--volume",       kVolume,
       "--key-file",     key_file_};
   argv.insert(argv.end(), extra.begin(), extra.end());
-  return RunIn(argv, dir(), dir() + "/run");
+  return argv;
+}
+
+CommandResult E2eVolume::Enclavefs(const std::string& subcommand,
+                                   const std::vector<std::string>& extra,
+                                   const std::string& host) {
+  return RunIn(EnclavefsArgv(subcommand, extra, host), dir(), dir() + "/run");
 }
 
 void E2eVolume::CleanUp() {

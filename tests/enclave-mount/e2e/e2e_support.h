@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace enclavefs::e2e {
@@ -29,6 +30,7 @@ namespace enclavefs::e2e {
 inline constexpr char kEnclavefsBinary[] = ENCLAVEFS_BINARY;
 inline constexpr char kHostBinary[] = ENCLAVEFS_HOST_BINARY;
 inline constexpr char kStoreTamperBinary[] = STORE_TAMPER_BINARY;
+inline constexpr char kDenyIoUringBinary[] = DENY_IO_URING_BINARY;
 
 // errno of a failed syscall result (< 0), else 0:
 // EXPECT_EQ(Errno(mkdir(path, 0755)), EEXIST).
@@ -120,6 +122,11 @@ class E2eVolume {
   // run in dir(), so a relative unix path is taken from there.
   CommandResult Mount(const std::vector<std::string>& extra = {},
                       const std::string& host = "");
+  // Later Mounts run `wrapper... enclavefs mount ...` (e.g. under
+  // kDenyIoUringBinary); empty runs enclavefs directly.
+  void set_mount_wrapper(std::vector<std::string> wrapper) {
+    mount_wrapper_ = std::move(wrapper);
+  }
   // `enclavefs unmount MOUNTPOINT` (waits for the daemon's final commit).
   CommandResult Unmount();
   // SIGKILL to the mount daemon; true once it is gone. The dead mount
@@ -141,6 +148,9 @@ class E2eVolume {
  private:
   void Setup(const std::string& quota);
   void CleanUp();
+  std::vector<std::string> EnclavefsArgv(const std::string& subcommand,
+                                         const std::vector<std::string>& extra,
+                                         const std::string& host) const;
 
   TempDir dir_;
   std::string store_;
@@ -152,6 +162,7 @@ class E2eVolume {
   pid_t host_pid_ = -1;
   pid_t daemon_pid_ = -1;
   bool mounted_ = false;
+  std::vector<std::string> mount_wrapper_;
 };
 
 }  // namespace enclavefs::e2e

@@ -1,6 +1,7 @@
 // How the kernel's FUSE requests reach the daemon: over io_uring when the
 // kernel offers it (the fuse module's enable_uring is Y), else through
-// /dev/fuse, and through /dev/fuse with --no-io-uring. scripts/test.sh runs
+// /dev/fuse; through /dev/fuse with --no-io-uring, and when the daemon
+// cannot create its rings (a seccomp filter). scripts/test.sh runs
 // the e2e suite with enable_uring as the machine has it, then again with Y,
 // so every other e2e test runs over both transports as well.
 #include <gtest/gtest.h>
@@ -95,6 +96,17 @@ class FuseTransportNoRingsTest : public FuseTransportTest {
   }
 };
 
+// The daemon's io_uring_setup fails, as under Docker's default seccomp
+// profile. It must go on over /dev/fuse without accepting io_uring in its
+// INIT reply: once accepted, the kernel holds every request until rings
+// register, and the mount would hang.
+class FuseTransportRingsDeniedTest : public FuseTransportTest {
+ protected:
+  FuseTransportRingsDeniedTest() {
+    volume_.set_mount_wrapper({kDenyIoUringBinary});
+  }
+};
+
 TEST_F(FuseTransportTest,
        givenKernelOffersIoUring_whenServing_thenRequestsGoThroughTheRings) {
   if (!KernelOffersIoUring())
@@ -121,6 +133,17 @@ TEST_F(FuseTransportNoRingsTest,
        givenNoIoUringFlag_whenServing_thenRequestsGoThroughDevFuse) {
   const std::string log = ExerciseAndUnmount();
   EXPECT_EQ(log.find("FUSE over io_uring"), std::string::npos) << log;
+}
+
+TEST_F(FuseTransportRingsDeniedTest,
+       givenRingsCannotBeCreated_whenServing_thenFallsBackToDevFuse) {
+  if (!KernelOffersIoUring())
+    GTEST_SKIP() << "the fuse module's enable_uring is not Y";
+  const std::string log = ExerciseAndUnmount();
+  EXPECT_NE(log.find("cannot set up FUSE over io_uring"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("serving through /dev/fuse"), std::string::npos) << log;
+  EXPECT_FALSE(ServedOverRings(log).has_value()) << log;
 }
 
 }  // namespace
