@@ -407,14 +407,16 @@ Result<Volume::PendingData*> Volume::PendingBlockLocked(uint64_t file,
   EFS_RETURN_IF_ERROR(tree_.Put(key, BlockPtr{name, Tag{}}.Encode()));
   if (old) Retire(old->name);
   dirty_ = true;
+  const bool from_writes = !(old && keep_contents);
   auto [it, inserted] = pending_.emplace(
-      std::move(name), PendingData{file, index, plain, Tag{}, ++write_seq_});
+      std::move(name),
+      PendingData{file, index, plain, Tag{}, ++write_seq_, from_writes});
   assert(inserted);
   return &it->second;
 }
 
 void Volume::CacheSealedLocked(const std::string& name, PendingData& block) {
-  if (!block.whole) {
+  if (!block.from_writes) {
     std::string_view bytes = *block.plain;
     cache_.PutData(BlockPtr{name, block.tag},
                    BlockData{std::move(block.plain), bytes});
@@ -433,7 +435,7 @@ Status Volume::WriteData(uint64_t file, uint64_t index,
   EFS_ASSIGN_OR_RETURN(PendingData * block,
                        PendingBlockLocked(file, index, false));
   block->plain->assign(bytes);
-  block->whole = bytes.size() == block_size();
+  block->from_writes = true;
   return MaybeCommitLocked();
 }
 

@@ -236,9 +236,10 @@ class Volume : private NodeLoader {
     std::shared_ptr<std::string> plain;
     Tag tag{};             // set by the commit that seals it
     uint64_t written = 0;  // write_seq_ of its last write
-    // One write gave all of its bytes. The kernel's page cache holds them
+    // Every byte came from writes since the block became pending (none was
+    // loaded from the store). The kernel's page cache holds those pages
     // (writeback cache), so once sealed the block skips this cache.
-    bool whole = false;
+    bool from_writes = false;
     // A commit that then failed stored it: the host holds it (and counts
     // it against the quota), so retiring it must delete it there.
     bool stored = false;
@@ -322,7 +323,7 @@ class Volume : private NodeLoader {
   Result<PendingData*> PendingBlockLocked(uint64_t file, uint64_t index,
                                           bool keep_contents);
   // Where a block leaves the pending state once stored: the cache, unless
-  // it was written whole (drop-behind, docs/performance.md).
+  // its bytes all came from writes (drop-behind, docs/performance.md).
   void CacheSealedLocked(const std::string& name, PendingData& block);
   // Seals and stores every pending block, then points its extent entry at
   // the sealed tag. The blocks stay pending (readable) until the commit

@@ -283,7 +283,7 @@ Status Volume::ReclaimUploadingLocked() {
     pending_.emplace(std::move(name),
                      PendingData{block.file, block.index,
                                  std::make_shared<std::string>(*block.plain),
-                                 Tag{}, block.written, block.whole});
+                                 Tag{}, block.written, block.from_writes});
   }
   return Status::Ok();
 }

@@ -336,20 +336,31 @@ TEST(VolumeTest, givenSliceOfStoredBlock_whenCached_thenPlaintextIsShared) {
 }
 
 TEST(VolumeTest,
-     givenBlockWrittenWhole_whenCommitted_thenOnlyPartialBlocksStayCached) {
+     givenBlocksFromWritesOnly_whenCommitted_thenOnlyPatchedStoredStayCached) {
   VolumeEnv env;
   auto volume = env.MustOpen();
-  ASSERT_TRUE(volume->WriteData(7, 0, Block('w')).ok());
-  ASSERT_TRUE(volume->WriteData(7, 1, "part").ok());
-  ASSERT_TRUE(volume->PatchData(7, 0, 1, "xy").ok());  // still given whole
+  ASSERT_TRUE(volume->WriteData(7, 0, Block('s')).ok());
+  ASSERT_TRUE(volume->Commit(false).ok());
+  // Block 0 now patched over its stored bytes; block 1 written whole and
+  // patched while pending; block 2 (a small file's only block) patched
+  // into a hole twice, nothing loaded from the store.
+  ASSERT_TRUE(volume->PatchData(7, 0, 1, "ab").ok());
+  ASSERT_TRUE(volume->WriteData(7, 1, Block('w')).ok());
+  ASSERT_TRUE(volume->PatchData(7, 1, 1, "xy").ok());
+  ASSERT_TRUE(volume->PatchData(7, 2, 0, "part").ok());
+  ASSERT_TRUE(volume->PatchData(7, 2, 4, "+tail").ok());
   ASSERT_TRUE(volume->Commit(false).ok());
   env.store().ResetCounters();
-  EXPECT_EQ(MustRead(*volume, 7, 1), "part");
-  EXPECT_EQ(env.store().get_keys(), 0u);
-  std::string expected = Block('w');
-  expected.replace(1, 2, "xy");
-  EXPECT_EQ(MustRead(*volume, 7, 0), expected);
-  EXPECT_EQ(env.store().get_keys(), 1u) << "a whole block stayed cached";
+  std::string patched = Block('s');
+  patched.replace(1, 2, "ab");
+  EXPECT_EQ(MustRead(*volume, 7, 0), patched);
+  EXPECT_EQ(env.store().get_keys(), 0u) << "a patched stored block was cached";
+  std::string written = Block('w');
+  written.replace(1, 2, "xy");
+  EXPECT_EQ(MustRead(*volume, 7, 1), written);
+  EXPECT_EQ(MustRead(*volume, 7, 2), "part+tail");
+  EXPECT_EQ(env.store().get_keys(), 2u)
+      << "a block made of writes only stayed cached";
 }
 
 TEST(VolumeTest, givenDataBlocks_whenOverwrittenAndTruncated_thenReadsFollow) {
